@@ -1,0 +1,1 @@
+"""Registration, email verification, sign-in, sign-out and password management."""

@@ -1,0 +1,51 @@
+"""Objects built once per app from the settings, shared by views and services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
+from identity.links import LinkSigner
+from identity.mail import Mailer
+from identity.passwords import Hasher, PasswordPolicy
+from identity.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    secret_key: str
+    hasher: Hasher
+    password_policy: PasswordPolicy
+    links: LinkSigner
+    mailer: Mailer
+    device_cookie: DeviceCookie
+    throttle_policy: ThrottlePolicy
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        secret_key = settings.resolved_secret_key()
+        return cls(
+            settings=settings,
+            secret_key=secret_key,
+            hasher=Hasher(
+                settings.argon2_time_cost,
+                settings.argon2_memory_cost,
+                settings.argon2_parallelism,
+            ),
+            password_policy=PasswordPolicy(
+                settings.password_min_length, settings.password_max_length
+            ),
+            links=LinkSigner(secret_key),
+            mailer=Mailer(settings),
+            device_cookie=DeviceCookie(secret_key),
+            throttle_policy=ThrottlePolicy(
+                settings.login_throttle_free_attempts, settings.login_throttle_max_delay
+            ),
+        )
+
+
+def runtime() -> Runtime:
+    return current_app.extensions["identity"]  # type: ignore[no-any-return]

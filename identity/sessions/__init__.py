@@ -1,0 +1,118 @@
+"""The signed-in browser: loads ``g.user`` from the session cookie, and sets the cookie."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import Flask, Response, g, redirect, request, session, url_for
+
+from identity.extensions import db
+from identity.models.user import User
+from identity.runtime import runtime
+from identity.security import client_ip
+from identity.sessions import service
+from identity.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cookie_name(settings: Settings) -> str:
+    # __Host- binds the cookie to this exact origin over https (SESS-10).
+    return "__Host-identity_session" if settings.issuer_is_https else "identity_session"
+
+
+def policy(settings: Settings) -> service.SessionPolicy:
+    return service.SessionPolicy(
+        idle_timeout=timedelta(seconds=settings.session_idle_timeout),
+        absolute_timeout=timedelta(seconds=settings.session_absolute_timeout),
+    )
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
+    """Replace whatever session the browser had with a fresh one (SESS-02)."""
+    settings = runtime().settings
+    old = request.cookies.get(cookie_name(settings))
+    if old:
+        service.end(db.session, old)
+    token, record = service.start(
+        db.session,
+        user,
+        policy(settings),
+        amr=amr,
+        acr=acr,
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+    )
+    # A new Flask session too, so the CSRF token from before sign-in is not reused.
+    session.clear()
+    g.user = user
+    g.login_session = record
+    g.set_session_cookie = token
+
+
+def sign_out() -> None:
+    settings = runtime().settings
+    token = request.cookies.get(cookie_name(settings))
+    if token:
+        service.end(db.session, token)
+    session.clear()
+    g.user = None
+    g.login_session = None
+    g.clear_session_cookie = True
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_user() is None:
+            return redirect(url_for("accounts.sign_in", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_login_sessions(app: Flask, settings: Settings) -> None:
+    name = cookie_name(settings)
+    session_policy = policy(settings)
+
+    @app.before_request
+    def _load_user() -> None:
+        g.user = None
+        g.login_session = None
+        token = request.cookies.get(name)
+        if not token or request.endpoint in ("static", "health.healthz", "health.readyz"):
+            return
+        record = service.resolve(db.session, token, session_policy)
+        if record is None:
+            g.clear_session_cookie = True
+        else:
+            g.login_session = record
+            g.user = record.user
+        if db.session.dirty or db.session.deleted:
+            db.session.commit()
+
+    @app.after_request
+    def _set_cookie(response: Response) -> Response:
+        token = g.pop("set_session_cookie", None)
+        if token:
+            response.set_cookie(
+                name,
+                token,
+                max_age=settings.session_absolute_timeout,
+                path="/",
+                secure=settings.issuer_is_https,
+                httponly=True,
+                samesite="Lax",
+            )
+        elif g.pop("clear_session_cookie", False):
+            response.delete_cookie(
+                name, path="/", secure=settings.issuer_is_https, httponly=True, samesite="Lax"
+            )
+        return response

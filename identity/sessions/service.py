@@ -1,0 +1,98 @@
+"""Login sessions: server-side records behind an opaque random cookie (SESS-01..07)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from identity.models.base import utcnow
+from identity.models.session import LoginSession
+from identity.models.user import User
+from identity.tokens import new_token, token_hash
+
+# last_seen_at is written at most this often, so browsing does not write on every request.
+TOUCH_INTERVAL = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    idle_timeout: timedelta
+    absolute_timeout: timedelta
+
+
+def start(
+    session: Session,
+    user: User,
+    policy: SessionPolicy,
+    *,
+    amr: list[str],
+    acr: str | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    now: datetime | None = None,
+) -> tuple[str, LoginSession]:
+    """Create a session record; returns the cookie value (shown once) and the record."""
+    now = now or utcnow()
+    token = new_token()
+    record = LoginSession(
+        id_hash=token_hash(token),
+        user_id=user.id,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + policy.absolute_timeout,
+        auth_time=now,
+        amr=amr,
+        acr=acr,
+        ip=ip,
+        user_agent=(user_agent or "")[:400] or None,
+    )
+    session.add(record)
+    return token, record
+
+
+def resolve(
+    session: Session, token: str, policy: SessionPolicy, now: datetime | None = None
+) -> LoginSession | None:
+    """The live session for a cookie value; expired or orphaned records are deleted."""
+    if not token or len(token) > 100:
+        return None
+    now = now or utcnow()
+    record = session.get(LoginSession, token_hash(token))
+    if record is None:
+        return None
+    idle_expired = record.last_seen_at + policy.idle_timeout <= now
+    if record.expires_at <= now or idle_expired or not record.user.is_active:
+        session.delete(record)
+        return None
+    if now - record.last_seen_at >= TOUCH_INTERVAL:
+        record.last_seen_at = now
+    return record
+
+
+def end(session: Session, token: str) -> None:
+    session.execute(delete(LoginSession).where(LoginSession.id_hash == token_hash(token)))
+
+
+def end_all(session: Session, user_id: uuid.UUID, keep: str | None = None) -> int:
+    """End every session of a user, optionally keeping one (by its stored hash)."""
+    statement = delete(LoginSession).where(LoginSession.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(LoginSession.id_hash != keep)
+    return session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]
+
+
+def for_user(session: Session, user_id: uuid.UUID) -> list[LoginSession]:
+    query = select(LoginSession).where(LoginSession.user_id == user_id)
+    return list(session.execute(query.order_by(LoginSession.last_seen_at.desc())).scalars())
+
+
+def purge_expired(session: Session, policy: SessionPolicy, now: datetime | None = None) -> int:
+    now = now or utcnow()
+    statement = delete(LoginSession).where(
+        (LoginSession.expires_at <= now) | (LoginSession.last_seen_at <= now - policy.idle_timeout)
+    )
+    return session.execute(statement).rowcount  # type: ignore[attr-defined,no-any-return]

@@ -1,0 +1,309 @@
+"""One typed settings object.
+
+Values come, highest priority first, from keyword arguments (tests), environment variables
+prefixed with ``IDENTITY_``, and an optional TOML file named by ``IDENTITY_CONFIG`` (default
+``<instance>/identity.toml`` when it exists). Every field carries a description: it becomes
+``docs/configuration.md`` (``identity check --docs``) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from identity.errors import ConfigError
+
+ENV_PREFIX = "IDENTITY_"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, frozen=True
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="`production` requires an explicit secret key and an https issuer "
+        "(loopback excepted); `development` generates a secret key under the instance folder.",
+    )
+    instance_path: Path = Field(
+        Path("instance"),
+        description="Folder for the SQLite database, the generated secret key, the mail "
+        "outbox and the optional identity.toml.",
+    )
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the store: `sqlite:///path/to.db` or "
+        "`postgresql://user@host:5432/db` (psycopg 3). Default: SQLite file "
+        "`<instance>/identity.db`.",
+    )
+    database_pool_size: int = Field(
+        5, ge=1, le=200, description="PostgreSQL connections kept per worker process."
+    )
+    issuer: str = Field(
+        "http://127.0.0.1:8000",
+        description="Public base URL of the server. Every link in mail and every protocol "
+        "URL is built from it, never from the Host header.",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Secret (32+ characters) for signed links, cookies and key encryption. "
+        "Every instance of one deployment must share it. Required in production.",
+    )
+    ratelimit_storage_url: str = Field(
+        "memory://",
+        description="Flask-Limiter storage: `memory://` for one process, "
+        "`redis://host:6379/0` when several processes or hosts serve together.",
+    )
+    ratelimit_key_prefix: str = Field(
+        "identity", description="Prefix of the rate-limit keys in the shared storage."
+    )
+    ratelimit_enabled: bool = Field(True, description="Turn the request rate limits off.")
+    ratelimit_sign_in: str = Field(
+        "10/minute;100/hour", description="Sign-in attempts per client IP."
+    )
+    ratelimit_registration: str = Field(
+        "5/minute;50/hour", description="Registrations per client IP."
+    )
+    ratelimit_mail: str = Field(
+        "5/minute;30/hour",
+        description="Password-reset and verification-mail requests per client IP.",
+    )
+    registration: Literal["open", "invite", "closed"] = Field(
+        "open",
+        description="`open`: anyone may register; `invite`: only with an invitation "
+        "(`identity invites create`); `closed`: no self-registration.",
+    )
+    mail_backend: Literal["smtp", "file", "console"] = Field(
+        "file",
+        description="`smtp` sends through the SMTP settings; `file` writes .eml files to "
+        "`<instance>/outbox`; `console` logs messages (development only).",
+    )
+    mail_from: str = Field(
+        "identity <noreply@localhost>", description="From address of outgoing mail."
+    )
+    smtp_host: str = Field("localhost", description="SMTP server host.")
+    smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(None, description="SMTP user name, when it asks.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        "none", description="`starttls` upgrades the connection, `tls` connects with TLS."
+    )
+    smtp_timeout: float = Field(10.0, gt=0, description="Seconds before SMTP gives up.")
+    argon2_time_cost: int = Field(2, ge=2, description="argon2id iterations (t).")
+    argon2_memory_cost: int = Field(
+        19456, ge=19456, description="argon2id memory in KiB (m); OWASP minimum 19 MiB."
+    )
+    argon2_parallelism: int = Field(1, ge=1, description="argon2id lanes (p).")
+    password_min_length: int = Field(
+        8, ge=8, le=64, description="Shortest password accepted (NIST SP 800-63B: 8+)."
+    )
+    password_max_length: int = Field(
+        256,
+        ge=64,
+        le=4096,
+        description="Longest password accepted; longer input is refused before hashing.",
+    )
+    session_idle_timeout: int = Field(
+        1800, ge=60, description="Seconds of inactivity that end a login session."
+    )
+    session_absolute_timeout: int = Field(
+        43200, ge=300, description="Seconds after sign-in that end a login session."
+    )
+    verification_link_lifetime: int = Field(
+        86400, ge=300, description="Seconds an email-verification link stays valid."
+    )
+    reset_link_lifetime: int = Field(
+        3600, ge=300, le=86400, description="Seconds a password-reset link stays valid."
+    )
+    invitation_lifetime: int = Field(
+        7 * 86400, ge=3600, description="Default seconds an invitation stays valid."
+    )
+    login_throttle_free_attempts: int = Field(
+        5,
+        ge=1,
+        description="Failed sign-ins for one email before growing delays start.",
+    )
+    login_throttle_max_delay: int = Field(
+        900, ge=1, description="Longest delay, in seconds, between sign-in attempts."
+    )
+    trusted_proxies: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="Number of reverse proxies in front of the server whose "
+        "X-Forwarded-For/-Proto headers are believed. 0 ignores those headers.",
+    )
+    max_content_length: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
+    )
+    workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the JSON log lines written to standard error."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _toml_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_is_a_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must not carry a query, fragment or user info")
+        return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @field_validator("ratelimit_storage_url")
+    @classmethod
+    def _ratelimit_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
+            raise ValueError("must be memory:// or redis://...")
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.env != "production":
+            return self
+        if self.secret_key is None:
+            raise ValueError("IDENTITY_SECRET_KEY is required when IDENTITY_ENV=production")
+        if not self.issuer_is_https and urlsplit(self.issuer).hostname not in LOOPBACK_HOSTS:
+            raise ValueError("IDENTITY_ISSUER must be https when IDENTITY_ENV=production")
+        if self.mail_backend == "console":
+            raise ValueError("IDENTITY_MAIL_BACKEND=console is for development only")
+        return self
+
+    # Derived values -------------------------------------------------------------------
+
+    @property
+    def issuer_is_https(self) -> bool:
+        return self.issuer.startswith("https://")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL in the form SQLAlchemy needs (psycopg 3 for PostgreSQL)."""
+        url = self.database_url or f"sqlite:///{(self.instance_path / 'identity.db').resolve()}"
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://") :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.sqlalchemy_url.startswith("sqlite:")
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or in development one generated once under the instance."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.instance_path / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        self.instance_path.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(48)
+        # O_EXCL: when two workers start together only one key is ever written.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        return key
+
+
+def _toml_file() -> Path | None:
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG")
+    if explicit:
+        return Path(explicit)
+    default = Path(os.environ.get(ENV_PREFIX + "INSTANCE_PATH", "instance")) / "identity.toml"
+    return default if default.exists() else None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning any validation problem into a one-line ConfigError."""
+    explicit = os.environ.get(ENV_PREFIX + "CONFIG")
+    if explicit and not Path(explicit).is_file():
+        raise ConfigError(f"IDENTITY_CONFIG: no such file: {explicit}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc)) from None
+    except ValueError as exc:  # a malformed TOML file
+        raise ConfigError(f"IDENTITY_CONFIG: {exc}") from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = [str(part) for part in error["loc"]]
+        message = error["msg"].removeprefix("Value error, ")
+        if location:
+            problems.append(f"{ENV_PREFIX}{location[0].upper()}: {message}")
+        else:
+            problems.append(message)
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def settings_reference() -> str:
+    """Markdown reference of every setting, written to docs/configuration.md."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated by `identity check --docs`; tests/unit/test_settings.py keeps it "
+        "current. -->",
+        "",
+        "Every setting is read from an environment variable with the `IDENTITY_` prefix, or "
+        "from a TOML file (lower-case names, e.g. `issuer = \"https://id.example.com\"`) "
+        "named by `IDENTITY_CONFIG` (default `instance/identity.toml` when it exists). "
+        "Environment variables win over the file. Invalid values stop start-up with one "
+        "line naming the setting; `identity check` validates without starting.",
+        "",
+        "| Variable | Default | Description |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default)
+        shown = "(none)" if default in (None, "") else f"`{default}`"
+        lines.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {field.description} |")
+    lines.append("")
+    return "\n".join(lines)
