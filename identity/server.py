@@ -21,7 +21,9 @@ class IdentityServer(BaseApplication):  # type: ignore[misc]
 
     def load_config(self) -> None:
         for key, value in self.options.items():
-            self.cfg.set(key, value)
+            # Settings newer than the oldest supported gunicorn are skipped where unknown.
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
 
     def load(self) -> Any:
         from identity import create_app
@@ -45,6 +47,10 @@ def gunicorn_options(host: str, port: int, workers: int, level: str) -> dict[str
         "limit_request_field_size": 8190,
         "accesslog": None,
         "proc_name": "identity",
+        # gunicorn 25+ opens a control socket at one per-user path ($XDG_RUNTIME_DIR or
+        # ~/.gunicorn/gunicorn.ctl): a second instance on the host takes it over, and it lets
+        # any process of that user resize or stop the server. Nothing here uses it.
+        "control_socket_disable": True,
         "logconfig_dict": {
             "version": 1,
             "disable_existing_loggers": False,
