@@ -52,7 +52,9 @@ class WrongPassword(InvalidInput):
 
 def normalize_email(raw: str) -> str:
     """One canonical form per mailbox (INPUT-11): IDNA domain, NFC, lower case."""
-    raw = (raw or "").strip()
+    # NFKC first: fullwidth and other compatibility forms of "alice@example.org" (U+FF41...)
+    # would otherwise register a second, confusable account next to it.
+    raw = unicodedata.normalize("NFKC", raw or "").strip()
     if not raw or len(raw) > 320:
         raise InvalidEmail()
     try:
