@@ -285,16 +285,17 @@ def wait_for(predicate, timeout: float = 15.0, what: str = "condition"):  # type
         time.sleep(0.1)
 
 
-def outbox_mail(instance: Instance, to: str, count: int = 1) -> EmailMessage:
-    """Wait until ``count`` messages to ``to`` are in the file outbox; return the newest."""
+def outbox_mail(instance: Instance, to: str, subject: str, count: int = 1) -> EmailMessage:
+    """Wait until ``count`` messages to ``to`` with ``subject`` are in the file outbox;
+    return the newest."""
 
     def messages() -> list[EmailMessage]:
         if not instance.outbox.is_dir():
             return []
         paths = sorted(instance.outbox.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
         found = [parse_mail(p.read_bytes()) for p in paths]
-        found = [m for m in found if m["To"] == to]
+        found = [m for m in found if m["To"] == to and m["Subject"] == subject]
         return found if len(found) >= count else []
 
-    found = wait_for(messages, what=f"{count} message(s) to {to} in {instance.outbox}")
+    found = wait_for(messages, what=f"{count} {subject!r} message(s) to {to}")
     return found[-1]  # type: ignore[no-any-return]
