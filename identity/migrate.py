@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -9,6 +11,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 from identity import paths
+from identity.models.base import UTCDateTime
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -16,6 +19,23 @@ def alembic_config(engine: Engine) -> Config:
     config.set_main_option("script_location", str(paths.migrations_dir()))
     config.attributes["engine"] = engine
     return config
+
+
+def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
+    """Autogenerate writes UTCDateTime columns as the plain type they store."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def autogenerate_options() -> dict[str, Any]:
+    """How models and database are compared: by migrations/env.py when autogenerating a
+    revision, and by the test that keeps models and migrations in step."""
+    return {
+        "compare_type": True,
+        "compare_server_default": True,
+        "render_item": render_item,
+    }
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

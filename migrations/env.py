@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy.engine import Engine
 
 import identity.models  # noqa: F401 - registers every table
-from identity.models.base import Base, UTCDateTime
+from identity.migrate import autogenerate_options
+from identity.models.base import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -25,12 +26,6 @@ def _engine() -> Engine:
         return db.engine
 
 
-def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
-    if type_ == "type" and isinstance(obj, UTCDateTime):
-        return "sa.DateTime(timezone=True)"
-    return False
-
-
 def run_migrations_online() -> None:
     engine = _engine()
     with engine.connect() as connection:
@@ -38,8 +33,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
-            render_item=render_item,
-            compare_type=True,
+            **autogenerate_options(),
         )
         with context.begin_transaction():
             context.run_migrations()
