@@ -22,6 +22,9 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
+REFERRER_POLICY = "same-origin"
+
+
 def client_ip() -> str:
     """The client address, from X-Forwarded-For only when trusted proxies are configured.
 
@@ -74,7 +77,10 @@ def setup_security_headers(app: Flask, settings: Settings) -> None:
     def _headers(response: Response) -> Response:
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin, not no-referrer: over https Flask-WTF refuses a POST without a
+        # same-origin Referer, so no-referrer broke every form in real browsers. Other
+        # origins still get no Referer at all (BCP-41).
+        headers.setdefault("Referrer-Policy", REFERRER_POLICY)
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")

@@ -51,6 +51,12 @@ def see_other_url(location: str) -> Response:
     return redirect(location, code=303)
 
 
+def is_read() -> bool:
+    """GET or HEAD. Flask sends HEAD to the GET branch's view too; testing only for "GET"
+    treated a HEAD (mail scanners send them) as a failed POST and answered 400."""
+    return request.method in ("GET", "HEAD")
+
+
 def _limit(setting: str):  # type: ignore[no-untyped-def]
     return limiter.limit(lambda: getattr(runtime().settings, setting), methods=["POST"])
 
@@ -68,7 +74,7 @@ def index() -> ResponseReturnValue:
 @_limit("ratelimit_sign_in")
 def sign_in_page() -> ResponseReturnValue:
     form = SignInForm()
-    if request.method == "GET":
+    if is_read():
         form.next.data = request.args.get("next", "")
         form.email.data = request.args.get("login_hint", "")[:320]
         if current_user() is not None:
@@ -105,7 +111,7 @@ def sign_in_page() -> ResponseReturnValue:
 @bp.route("/sign-out", methods=["GET", "POST"], endpoint="sign_out")
 def sign_out_page() -> ResponseReturnValue:
     form = ConfirmForm()
-    if request.method == "GET":
+    if is_read():
         if current_user() is None:
             return redirect(url_for("accounts.sign_in"))
         return render_template("accounts/sign_out.html", form=form)
@@ -127,10 +133,10 @@ def register() -> ResponseReturnValue:
     if settings.registration == "closed":
         return render_template("accounts/registration_closed.html"), 403
     form = RegisterForm()
-    invite = request.args.get("invite") if request.method == "GET" else form.invite.data
+    invite = request.args.get("invite") if is_read() else form.invite.data
     if settings.registration == "invite" and accounts().find_invitation(invite) is None:
         return render_template("accounts/registration_closed.html", invite_only=True), 403
-    if request.method == "GET":
+    if is_read():
         form.invite.data = invite or ""
     if not form.validate_on_submit():
         return render_template("accounts/register.html", form=form), 400 if form.errors else 200
@@ -155,7 +161,7 @@ def register_sent() -> ResponseReturnValue:
 def verify_email(token: str) -> ResponseReturnValue:
     # A GET only shows a button: mail scanners that prefetch links must not use them up.
     form = ConfirmForm()
-    if request.method == "GET":
+    if is_read():
         return render_template("accounts/verify_email.html", form=form)
     if not form.validate_on_submit():
         abort(400)
@@ -230,7 +236,9 @@ def reset_password(token: str) -> ResponseReturnValue:
 @bp.get("/account")
 @login_required
 def account() -> ResponseReturnValue:
-    return render_template("accounts/account.html", user=current_user(), login_session=g.login_session)
+    return render_template(
+        "accounts/account.html", user=current_user(), login_session=g.login_session
+    )
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
