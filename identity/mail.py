@@ -9,6 +9,7 @@ few times, then logged (never with the message body, which may hold a link).
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import ssl
 import time
@@ -16,7 +17,6 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from pathlib import Path
 
 from identity.settings import Settings
 
@@ -63,9 +63,17 @@ class Mailer:
             except (OSError, smtplib.SMTPException) as exc:
                 log.warning(
                     "mail delivery failed",
-                    extra={"event": "mail.failed", "attempt": attempt + 1, "error": type(exc).__name__},
+                    extra={
+                        "event": "mail.failed",
+                        "attempt": attempt + 1,
+                        "error": type(exc).__name__,
+                    },
                 )
                 continue
+            except Exception:
+                # Nobody waits on this future: without a log line the message would vanish.
+                log.exception("mail not sent", extra={"event": "mail.error"})
+                return
             log.info("mail sent", extra={"event": "mail.sent", "subject": message["Subject"]})
             return
         log.error("mail dropped after retries", extra={"event": "mail.dropped"})
@@ -78,9 +86,15 @@ class Mailer:
             outbox = self.settings.instance_path / "outbox"
             outbox.mkdir(parents=True, exist_ok=True)
             name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-            Path(outbox / name).write_bytes(bytes(message))
+            # Written aside, then renamed: whoever watches the outbox never reads half a file.
+            partial = outbox / f".{name}.partial"
+            partial.write_bytes(bytes(message))
+            os.replace(partial, outbox / name)
         else:
-            log.info("mail (console backend)", extra={"event": "mail.console", "message": message.as_string()})
+            log.info(
+                "mail (console backend)",
+                extra={"event": "mail.console", "message": message.as_string()},
+            )
 
     def _deliver_smtp(self, message: EmailMessage) -> None:
         s = self.settings
