@@ -18,5 +18,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     setup.setup_runtime(app, settings)
     setup.setup_extensions(app, settings)
     setup.setup_web_security(app, settings)
+    setup.setup_oauth(app, settings)
     setup.setup_blueprints(app)
     return app

@@ -9,6 +9,9 @@ from flask import current_app
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.links import LinkSigner
 from identity.mail import Mailer
+from identity.oauth.clients import ClientCache
+from identity.oauth.keys import KeyCipher, KeyStore
+from identity.oauth.tokens import TokenService
 from identity.passwords import Hasher, PasswordPolicy
 from identity.settings import Settings
 
@@ -23,10 +26,15 @@ class Runtime:
     mailer: Mailer
     device_cookie: DeviceCookie
     throttle_policy: ThrottlePolicy
+    keys: KeyStore
+    clients: ClientCache
+    tokens: TokenService
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
         secret_key = settings.resolved_secret_key()
+        keys = KeyStore(KeyCipher(secret_key))
+        clients = ClientCache()
         return cls(
             settings=settings,
             secret_key=secret_key,
@@ -44,6 +52,9 @@ class Runtime:
             throttle_policy=ThrottlePolicy(
                 settings.login_throttle_free_attempts, settings.login_throttle_max_delay
             ),
+            keys=keys,
+            clients=clients,
+            tokens=TokenService(settings, keys, clients),
         )
 
 

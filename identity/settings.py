@@ -149,6 +149,64 @@ class Settings(BaseSettings):
     max_content_length: int = Field(
         1024 * 1024, ge=1024, description="Largest request body accepted, in bytes."
     )
+    access_token_lifetime: int = Field(
+        600, ge=60, le=86400, description="Seconds an access token (JWT) stays valid."
+    )
+    id_token_lifetime: int = Field(
+        3600, ge=60, le=86400, description="Seconds an ID token stays valid."
+    )
+    authorization_code_lifetime: int = Field(
+        60, ge=10, le=600, description="Seconds an authorization code may be redeemed in."
+    )
+    refresh_token_idle_lifetime: int = Field(
+        14 * 86400,
+        ge=300,
+        description="Seconds a refresh token stays valid unused; each refresh starts anew.",
+    )
+    refresh_token_absolute_lifetime: int = Field(
+        30 * 86400,
+        ge=300,
+        description="Seconds after the first grant when a refresh-token family ends.",
+    )
+    refresh_token_grace_period: int = Field(
+        0,
+        ge=0,
+        le=300,
+        description="Seconds a rotated refresh token still works (concurrent refreshes); "
+        "0 turns reuse into revocation of the whole family at once.",
+    )
+    require_pkce: bool = Field(
+        True,
+        description="Require PKCE (S256) from every client; public clients always need it.",
+    )
+    signing_alg: Literal["ES256", "RS256", "EdDSA"] = Field(
+        "ES256", description="Algorithm of the active signing key created by `init`/`keys rotate`."
+    )
+    key_rotation_publish_ahead: int = Field(
+        0,
+        ge=0,
+        description="Seconds a new signing key is published in the JWKS before it signs. "
+        "Set it above the longest time clients cache the JWKS.",
+    )
+    device_code_lifetime: int = Field(
+        600, ge=60, le=3600, description="Seconds a device authorization stays valid."
+    )
+    device_code_interval: int = Field(
+        5, ge=1, le=60, description="Seconds a device must wait between token polls."
+    )
+    par_lifetime: int = Field(
+        60, ge=10, le=600, description="Seconds a pushed authorization request stays valid."
+    )
+    dcr_initial_access_token: SecretStr | None = Field(
+        None,
+        description="Enables dynamic client registration (RFC 7591) for callers presenting "
+        "this bearer token. Unset: registration is off.",
+    )
+    allow_private_jwks_uri: bool = Field(
+        False,
+        description="Allow fetching client `jwks_uri` from loopback, private and link-local "
+        "addresses (for tests and closed networks only).",
+    )
     workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of the JSON log lines written to standard error."
@@ -199,6 +257,19 @@ class Settings(BaseSettings):
         if not value.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("must be memory:// or redis://...")
         return value
+
+    @model_validator(mode="after")
+    def _lifetimes_consistent(self) -> Settings:
+        if self.refresh_token_idle_lifetime > self.refresh_token_absolute_lifetime:
+            raise ValueError(
+                "IDENTITY_REFRESH_TOKEN_IDLE_LIFETIME must not exceed "
+                "IDENTITY_REFRESH_TOKEN_ABSOLUTE_LIFETIME"
+            )
+        if self.dcr_initial_access_token is not None and len(
+            self.dcr_initial_access_token.get_secret_value()
+        ) < 32:
+            raise ValueError("IDENTITY_DCR_INITIAL_ACCESS_TOKEN must be at least 32 characters")
+        return self
 
     @model_validator(mode="after")
     def _production_rules(self) -> Settings:

@@ -74,12 +74,24 @@ def setup_web_security(app: Flask, settings: Settings) -> None:
     setup_security_headers(app, settings)
 
 
+def setup_oauth(app: Flask, settings: Settings) -> None:
+    from identity.oauth.server import build_server
+
+    build_server(app, settings)
+
+
 def setup_blueprints(app: Flask) -> None:
     from identity import health
     from identity.accounts.views import bp as accounts_bp
+    from identity.oauth import api_views, device_views, oidc_views, registration, views
 
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(api_views.bp)
+    app.register_blueprint(oidc_views.bp)
+    app.register_blueprint(device_views.bp)
+    app.register_blueprint(registration.bp)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

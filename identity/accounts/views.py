@@ -77,7 +77,8 @@ def sign_in_page() -> ResponseReturnValue:
     if is_read():
         form.next.data = request.args.get("next", "")
         form.email.data = request.args.get("login_hint", "")[:320]
-        if current_user() is not None:
+        # force=1: the authorization endpoint asks for a fresh sign-in (prompt=login, max_age).
+        if current_user() is not None and request.args.get("force") != "1":
             return redirect(safe_next(form.next.data, url_for("accounts.account")))
     if not form.validate_on_submit():
         return render_template("accounts/sign_in.html", form=form), 400 if form.errors else 200

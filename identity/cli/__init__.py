@@ -36,7 +36,12 @@ def cli() -> None:
 
 
 def main() -> None:
-    from identity.cli import commands, db_commands, users  # noqa: F401 - registers commands
+    from identity.cli import (  # noqa: F401 - registers commands
+        commands,
+        db_commands,
+        oauth_commands,
+        users,
+    )
 
     try:
         cli(prog_name="identity")

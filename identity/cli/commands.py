@@ -31,6 +31,7 @@ def init(admin_email: str) -> None:
     from identity.accounts.service import Accounts
     from identity.extensions import db
     from identity.models.user import Role, User
+    from identity.oauth.keys import ensure_keys
     from identity.runtime import runtime
 
     with app_context():
@@ -40,6 +41,10 @@ def init(admin_email: str) -> None:
                 db.session.add(Role(name=name, description=description))
         db.session.flush()
         click.echo(f"database: {db.engine.url.render_as_string(hide_password=True)} (up to date)")
+        rt = runtime()
+        # RS256 is mandatory in OpenID Connect; the configured algorithm signs access tokens.
+        for key in ensure_keys(db.session, rt.keys.cipher, tuple(dict.fromkeys((rt.settings.signing_alg, "RS256")))):
+            click.echo(f"signing key created: {key.alg} {key.kid}")
         if db.session.execute(select(func.count()).select_from(User)).scalar_one() == 0:
             password = secrets.token_urlsafe(18)
             user = Accounts(db.session, runtime()).create_user(

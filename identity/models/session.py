@@ -18,6 +18,8 @@ class LoginSession(Base):
     __tablename__ = "login_sessions"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Public session id: the OIDC ``sid`` claim. Not the cookie, which must stay secret.
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )

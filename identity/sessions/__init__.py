@@ -58,7 +58,14 @@ def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
 
 
 def sign_out() -> None:
+    """End this browser's login session and the grants tied to it (offline_access grants
+    survive; BCP-28 documents this policy in docs/oidc.md)."""
+    from identity.oauth.tokens import revoke_session_grants
+
     settings = runtime().settings
+    login = g.get("login_session")
+    if login is not None:
+        revoke_session_grants(db.session, login.sid, settings.access_token_lifetime)
     token = request.cookies.get(cookie_name(settings))
     if token:
         service.end(db.session, token)

@@ -40,6 +40,7 @@ def start(
     token = new_token()
     record = LoginSession(
         id_hash=token_hash(token),
+        sid=new_token(16),
         user_id=user.id,
         created_at=now,
         last_seen_at=now,

@@ -124,6 +124,7 @@ def upgrade() -> None:
     op.create_table(
         "login_sessions",
         sa.Column("id_hash", sa.String(length=64), nullable=False),
+        sa.Column("sid", sa.String(length=64), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
@@ -140,6 +141,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_login_sessions")),
+        sa.UniqueConstraint("sid", name=op.f("uq_login_sessions_sid")),
     )
     with op.batch_alter_table("login_sessions", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_login_sessions_user_id"), ["user_id"], unique=False)

@@ -1,0 +1,130 @@
+"""``private_key_jwt`` client authentication (RFC 7523 section 2.2, OIDC Core 9).
+
+Authlib verifies the assertion; this module supplies the client's keys (registered ``jwks``
+or a bounded fetch of ``jwks_uri``), the accepted audiences, a replay cache shared by all
+workers through the database (BCP-35, TOK-18), and a cap on assertion lifetime.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.jwk import KeySet
+from sqlalchemy.dialects import postgresql, sqlite
+
+from identity.extensions import db
+from identity.models.base import utcnow
+from identity.models.oauth import UsedJti
+from identity.oauth.fetch import FetchError, fetch_json
+
+# Assertions are meant to be short-lived; a long-lived one is a replay risk.
+MAX_ASSERTION_LIFETIME = 600
+JWKS_CACHE_TTL = 300.0
+
+
+class JwksCache:
+    """Fetched client JWKS per jwks_uri, refreshed after a TTL or when a kid is unknown."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._items: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str, *, refresh: bool = False) -> dict[str, Any]:
+        hit = self._items.get(uri)
+        now = time.monotonic()
+        if hit is not None and not refresh and now - hit[0] < JWKS_CACHE_TTL:
+            return hit[1]
+        if hit is not None and refresh and now - hit[0] < 5:
+            return hit[1]  # refetch at most every few seconds
+        document = fetch_json(uri, allow_private=self.allow_private)
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise FetchError("jwks_uri did not return a JWK Set")
+        with self._lock:
+            self._items[uri] = (now, document)
+        return document
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, audiences: list[str], jwks_cache: JwksCache) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self._audiences = audiences
+        self.jwks_cache = jwks_cache
+
+    def __call__(self, query_client: Any, request: Any) -> Any:
+        assertion = request.form.get("client_assertion")
+        if assertion and len(assertion) > 8192:
+            raise InvalidClientError(description="client_assertion is too large")
+        return super().__call__(query_client, request)
+
+    def get_audiences(self) -> list[str]:
+        return self._audiences
+
+    def resolve_client_public_key(self, client: Any) -> Any:
+        """A key resolver: the registered key named by the assertion's ``kid``. An unknown
+        kid makes a ``jwks_uri`` client's keys be fetched again, since the client may have
+        rotated them (OIDC-54)."""
+        meta = client.meta
+
+        def resolve(obj: Any) -> Any:
+            kid = obj.headers().get("kid")
+            key = _pick(self._key_set(meta, refresh=False), kid)
+            if key is None and "jwks_uri" in meta:
+                key = _pick(self._key_set(meta, refresh=True), kid)
+            if key is None:
+                raise InvalidClientError(description="no registered key matches the assertion")
+            return key
+
+        return resolve
+
+    def _key_set(self, meta: dict[str, Any], *, refresh: bool) -> KeySet:
+        try:
+            if "jwks" in meta:
+                return KeySet.import_key_set(meta["jwks"])
+            if "jwks_uri" in meta:
+                return KeySet.import_key_set(self.jwks_cache.get(meta["jwks_uri"], refresh=refresh))
+        except FetchError as error:
+            raise InvalidClientError(description=error.message) from None
+        except (ValueError, KeyError, TypeError):
+            raise InvalidClientError(description="the client's JWKS is not usable") from None
+        raise InvalidClientError(description="the client has no keys registered")
+
+    def verify_claims(self, claims: Any) -> None:
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and exp - time.time() > MAX_ASSERTION_LIFETIME:
+            raise InvalidClientError(description="client_assertion lives too long")
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        """Record the jti; False when it was seen before (any worker, any host)."""
+        if not isinstance(jti, str) or not jti or len(jti) > 200:
+            return False
+        key = f"{claims['sub']}:{jti}"[:300]
+        expires = utcnow() + timedelta(seconds=MAX_ASSERTION_LIFETIME + 60)
+        insert = (
+            postgresql.insert
+            if db.session.get_bind().dialect.name == "postgresql"
+            else sqlite.insert
+        )
+        result = db.session.execute(
+            insert(UsedJti)
+            .values(key=key, expires_at=expires)
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _pick(key_set: KeySet, kid: Any) -> Any:
+    if isinstance(kid, str):
+        for key in key_set.keys:
+            if key.kid == kid:
+                return key
+        return None
+    return key_set.keys[0] if len(key_set.keys) == 1 else None

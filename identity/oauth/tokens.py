@@ -1,0 +1,310 @@
+"""Issuing and checking tokens.
+
+* Access tokens are JWTs per RFC 9068 (``typ: at+jwt``), signed with the active key of the
+  configured algorithm; issuing one writes nothing to the database.
+* ID tokens follow OpenID Connect Core 2 and 3.1.3.6 (``at_hash``), signed with the
+  client's registered ``id_token_signed_response_alg``.
+* Refresh tokens are opaque, stored as SHA-256 hashes, and rotate within a family.
+* Revocation of JWT access tokens is remembered in ``token_revocations`` until they expire;
+  checking a token is a signature check plus one indexed look-up.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash
+from joserfc import jws, jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from identity.models.base import utcnow
+from identity.models.oauth import RefreshToken, TokenRevocation
+from identity.models.user import User
+from identity.oauth.clients import ClientCache, ClientView
+from identity.oauth.keys import KeyStore
+from identity.oauth.scopes import released_claims
+from identity.settings import Settings
+from identity.tokens import new_token, token_hash
+
+# Tokens larger than this are refused before any parsing (TOK-06, Authlib CVE-2025-61920).
+MAX_JWT_LENGTH = 8192
+CLOCK_LEEWAY = 30
+
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
+
+
+@dataclass
+class GrantContext:
+    """Who is authorised, for which client and scope, and how they authenticated."""
+
+    client: ClientView
+    scope: str
+    user: User | None = None
+    auth_time: datetime | None = None
+    amr: list[str] = field(default_factory=list)
+    acr: str | None = None
+    sid: str | None = None
+    family_id: uuid.UUID | None = None
+    family_expires_at: datetime | None = None
+    nonce: str | None = None
+    claims: dict[str, Any] | None = None
+
+    @property
+    def scopes(self) -> list[str]:
+        return self.scope.split()
+
+
+class TokenService:
+    def __init__(self, settings: Settings, keys: KeyStore, clients: ClientCache) -> None:
+        self.settings = settings
+        self.issuer = settings.issuer
+        self.keys = keys
+        self.clients = clients
+
+    # Issuing -------------------------------------------------------------------------
+
+    def issue(
+        self, session: Session, ctx: GrantContext, *, include_refresh_token: bool, id_token: bool
+    ) -> dict[str, Any]:
+        access_token, expires_in = self.access_token(session, ctx)
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": access_token,
+            "expires_in": expires_in,
+            "scope": ctx.scope,
+        }
+        if include_refresh_token and ctx.user is not None:
+            token["refresh_token"] = self.store_refresh_token(session, ctx)
+        if id_token and ctx.user is not None and "openid" in ctx.scopes:
+            token["id_token"] = self.id_token(session, ctx, access_token=access_token)
+        return token
+
+    def _sign(
+        self, session: Session, alg: str, header: dict[str, Any], claims: dict[str, Any]
+    ) -> str:
+        ring = self.keys.ring(session)
+        if alg not in ring.signing:
+            raise RuntimeError(f"no active {alg} signing key; run `identity init`")
+        kid, key = ring.signing[alg]
+        return jwt.encode({**header, "alg": alg, "kid": kid}, claims, key, algorithms=[alg])
+
+    def access_token(self, session: Session, ctx: GrantContext) -> tuple[str, int]:
+        now = int(time.time())
+        lifetime = self.settings.access_token_lifetime
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "sub": str(ctx.user.id) if ctx.user else ctx.client.client_id,
+            "aud": ctx.client.client_id,
+            "client_id": ctx.client.client_id,
+            "scope": ctx.scope,
+            "jti": new_token(16),
+            "iat": now,
+            "exp": now + lifetime,
+        }
+        if ctx.user is not None:
+            if ctx.auth_time is not None:
+                claims["auth_time"] = int(ctx.auth_time.timestamp())
+            if ctx.acr:
+                claims["acr"] = ctx.acr
+            if ctx.amr:
+                claims["amr"] = ctx.amr
+            if ctx.sid:
+                claims["sid"] = ctx.sid
+            if ctx.family_id:
+                claims["gid"] = str(ctx.family_id)
+            claims["roles"] = ctx.user.role_names
+        else:
+            claims["roles"] = list(ctx.client.role_names)
+        header = {"typ": "at+jwt"}
+        return self._sign(session, self.settings.signing_alg, header, claims), lifetime
+
+    def id_token(
+        self, session: Session, ctx: GrantContext, *, access_token: str | None = None
+    ) -> str:
+        assert ctx.user is not None
+        alg = ctx.client.meta.get("id_token_signed_response_alg", "RS256")
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": ctx.client.client_id,
+            "azp": ctx.client.client_id,
+            "iat": now,
+            "exp": now + self.settings.id_token_lifetime,
+        }
+        if ctx.auth_time is not None:
+            claims["auth_time"] = int(ctx.auth_time.timestamp())
+        if ctx.nonce:
+            claims["nonce"] = ctx.nonce
+        if ctx.acr:
+            claims["acr"] = ctx.acr
+        if ctx.amr:
+            claims["amr"] = ctx.amr
+        if ctx.sid:
+            claims["sid"] = ctx.sid
+        if access_token:
+            claims["at_hash"] = create_half_hash(access_token, alg).decode()
+        requested = (ctx.claims or {}).get("id_token") if ctx.claims else None
+        claims.update(released_claims(ctx.user, ctx.scopes, requested))
+        return self._sign(session, alg, {"typ": "JWT"}, claims)
+
+    def store_refresh_token(self, session: Session, ctx: GrantContext) -> str:
+        assert ctx.user is not None
+        now = utcnow()
+        family_expires = ctx.family_expires_at or now + timedelta(
+            seconds=self.settings.refresh_token_absolute_lifetime
+        )
+        token = new_token()
+        session.add(
+            RefreshToken(
+                token_hash=token_hash(token),
+                family_id=ctx.family_id or uuid.uuid4(),
+                client_pk=ctx.client.pk,
+                user_id=ctx.user.id,
+                scope=ctx.scope,
+                auth_time=ctx.auth_time or now,
+                amr=ctx.amr,
+                acr=ctx.acr,
+                # offline_access grants outlive the login session (OIDC Core 11).
+                sid=None if "offline_access" in ctx.scopes else ctx.sid,
+                issued_at=now,
+                expires_at=min(
+                    now + timedelta(seconds=self.settings.refresh_token_idle_lifetime),
+                    family_expires,
+                ),
+                family_expires_at=family_expires,
+            )
+        )
+        return token
+
+    # Checking ------------------------------------------------------------------------
+
+    def verify_jwt(
+        self, session: Session, token: str, *, typ: str, check_exp: bool = True
+    ) -> dict[str, Any] | None:
+        """Claims of a JWT this server signed, or None.
+
+        Only the server's own keys and algorithms are accepted: the key comes from our
+        ring by ``kid`` and the algorithm is pinned to that key's, so ``alg: none``, HMAC
+        keyed with a public key and keys supplied in the header all fail (TOK-01..04).
+        """
+        if not isinstance(token, str) or not token or len(token) > MAX_JWT_LENGTH:
+            return None
+        try:
+            header = jws.extract_compact(token.encode()).headers()
+        except (JoseError, ValueError):
+            return None
+        kid = header.get("kid")
+        if (
+            header.get("typ", "").lower() != typ.lower()
+            or not isinstance(kid, str)
+            or len(kid) > 64
+        ):
+            return None
+        found = self.keys.verification_key(session, kid)
+        if found is None or header.get("alg") != found[0]:
+            return None
+        alg, key = found
+        try:
+            claims = jwt.decode(token, key, algorithms=[alg]).claims
+        except (JoseError, ValueError):
+            return None
+        now = time.time()
+        if claims.get("iss") != self.issuer:
+            return None
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int) or not isinstance(iat, int) or iat > now + CLOCK_LEEWAY:
+            return None
+        if check_exp and exp <= now - CLOCK_LEEWAY:
+            return None
+        return dict(claims)
+
+    def verify_access_token(self, session: Session, token: str) -> dict[str, Any] | None:
+        """Claims of a valid, unrevoked access token, or None (RFC 9068 section 4)."""
+        claims = self.verify_jwt(session, token, typ="at+jwt")
+        if claims is None or not isinstance(claims.get("jti"), str):
+            return None
+        if self.clients.get(session, str(claims.get("client_id", ""))) is None:
+            return None  # the client was deleted
+        if is_revoked(session, claims):
+            return None
+        return claims
+
+
+# Revocation ----------------------------------------------------------------------------
+
+
+def revocation_keys(claims: dict[str, Any]) -> list[str]:
+    keys = [f"jti:{claims['jti']}"]
+    if claims.get("gid"):
+        keys.append(f"gid:{claims['gid']}")
+    if claims.get("sub") and claims.get("client_id") != claims.get("sub"):
+        keys.append(f"sub:{claims['sub']}")
+    return keys
+
+
+def is_revoked(session: Session, claims: dict[str, Any]) -> bool:
+    rows = session.execute(
+        select(TokenRevocation.key, TokenRevocation.revoked_at).where(
+            TokenRevocation.key.in_(revocation_keys(claims))
+        )
+    ).all()
+    for key, revoked_at in rows:
+        if not key.startswith("sub:"):
+            return True
+        # A user-wide revocation covers the tokens issued before it.
+        if claims["iat"] <= revoked_at.timestamp():
+            return True
+    return False
+
+
+def remember_revocation(session: Session, key: str, lifetime: int) -> None:
+    """Upsert a revocation key that lives as long as the tokens it covers."""
+    now = utcnow()
+    expires = now + timedelta(seconds=lifetime + CLOCK_LEEWAY)
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(TokenRevocation).values(key=key, revoked_at=now, expires_at=expires)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["key"], set_={"revoked_at": now, "expires_at": expires}
+        )
+    )
+
+
+def revoke_family(session: Session, family_id: uuid.UUID, access_token_lifetime: int) -> None:
+    """Revoke every refresh token of a family and the access tokens issued from it."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    remember_revocation(session, f"gid:{family_id}", access_token_lifetime)
+
+
+def revoke_user_tokens(session: Session, user_id: uuid.UUID, access_token_lifetime: int) -> None:
+    """Password change or reset, disabling or deleting a user: every grant ends."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    remember_revocation(session, f"sub:{user_id}", access_token_lifetime)
+
+
+def revoke_session_grants(session: Session, sid: str, access_token_lifetime: int) -> None:
+    """Sign-out ends the grants tied to that login session (not offline_access ones)."""
+    families = session.execute(
+        select(RefreshToken.family_id)
+        .where(RefreshToken.sid == sid, RefreshToken.revoked_at.is_(None))
+        .distinct()
+    ).scalars()
+    for family_id in list(families):
+        revoke_family(session, family_id, access_token_lifetime)
