@@ -24,6 +24,7 @@ from identity.errors import InvalidInput
 from identity.links import LinkError, fingerprint
 from identity.models.base import utcnow
 from identity.models.user import Invitation, Role, User
+from identity.oauth.tokens import revoke_user_tokens
 from identity.runtime import Runtime
 from identity.sessions import service as login_sessions
 from identity.tokens import new_token, token_hash
@@ -308,6 +309,8 @@ class Accounts:
             user.email_verified_at = utcnow()
         # Every session ends, including one an attacker may have held (SESS-05).
         login_sessions.end_all(self.session, user.id)
+        # Refresh tokens and access tokens die with the old password (BCP-28).
+        revoke_user_tokens(self.session, user.id, self.settings.access_token_lifetime)
         throttle.clear(self.session, user.email)
         audit.record(self.session, "user.password_reset", actor_id=user.id, subject_id=user.id)
         return user
@@ -321,6 +324,7 @@ class Accounts:
             raise PasswordRejected("The new password must differ from the current one.")
         self._set_password(user, new)
         login_sessions.end_all(self.session, user.id, keep=keep_session)
+        revoke_user_tokens(self.session, user.id, self.settings.access_token_lifetime)
         audit.record(self.session, "user.password_changed", actor_id=user.id, subject_id=user.id)
         self._mail(user.email, "password_changed", user=user)
 
