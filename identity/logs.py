@@ -65,7 +65,9 @@ def setup_request_logging(app: Flask) -> None:
             "request",
             extra={
                 "method": request.method,
-                "path": request.path,  # never the query string: it may carry tokens
+                # Never the query string, and for matched routes the pattern, not the path:
+                # reset and verification links carry their token in the path (LOG-02).
+                "path": request.url_rule.rule if request.url_rule else request.path,
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
             },
