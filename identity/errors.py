@@ -11,6 +11,9 @@ import logging
 from typing import TYPE_CHECKING
 
 from flask import Response, g, jsonify, make_response, render_template, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 if TYPE_CHECKING:
@@ -73,7 +76,13 @@ class ServiceUnavailable(IdentityError):
 PAGES = {400, 403, 404, 405, 413, 429, 500, 503}
 
 
+# Machine-facing paths answer errors in JSON whatever the Accept header says.
+JSON_PATHS = ("/oauth/", "/userinfo", "/.well-known/", "/jwks.json", "/api/", "/healthz", "/readyz")
+
+
 def wants_json() -> bool:
+    if request.path.startswith(JSON_PATHS):
+        return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return request.is_json or best == "application/json"
 
@@ -93,6 +102,19 @@ def error_response(status: int, code: str, message: str) -> Response:
     return response
 
 
+_SQLITE_UNAVAILABLE = ("locked", "unable to open", "disk i/o", "full", "readonly", "busy")
+
+
+def store_unavailable(error: OperationalError) -> bool:
+    """Whether a database error means "not reachable now" rather than a bug."""
+    if error.connection_invalidated:
+        return True
+    orig = error.orig
+    if type(orig).__module__.startswith("psycopg"):
+        return True  # psycopg reports SQL mistakes as ProgrammingError, not OperationalError
+    return any(word in str(orig).lower() for word in _SQLITE_UNAVAILABLE)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(IdentityError)
     def _identity_error(error: IdentityError) -> ResponseReturnValue:
@@ -108,6 +130,23 @@ def register_error_handlers(app: Flask) -> None:
             if name.lower() != "content-type":
                 response.headers[name] = value
         return response
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(RedisConnectionError)
+    @app.errorhandler(RedisTimeoutError)
+    def _store_unavailable(error: Exception) -> ResponseReturnValue:
+        # The database (or the rate-limit store) is down: fail closed with a 503 that
+        # says "try again", never a 500 or a fallback that allows (REL-02, LOG-05).
+        if isinstance(error, OperationalError) and not store_unavailable(error):
+            return _unexpected(error)  # SQLite reports bugs ("no such table") this way too
+        log.error("store unavailable", extra={"event": "error.store_unavailable", "error": type(error).__name__})
+        from identity.extensions import db
+
+        try:
+            db.session.rollback()
+        except OperationalError:
+            pass
+        return error_response(503, ServiceUnavailable.code, ServiceUnavailable.message)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> ResponseReturnValue:
