@@ -207,6 +207,12 @@ class Settings(BaseSettings):
         description="Allow fetching client `jwks_uri` from loopback, private and link-local "
         "addresses (for tests and closed networks only).",
     )
+    purge_interval: int = Field(
+        3600,
+        ge=0,
+        description="Seconds between deletions of expired codes, tokens and sessions by "
+        "`serve` (0: never; run `identity purge` from cron instead).",
+    )
     workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of the JSON log lines written to standard error."

@@ -60,8 +60,15 @@ def init(admin_email: str) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes [IDENTITY_WORKERS].")
-def serve(host: str, port: int, workers: int | None) -> None:
-    """Serve with gunicorn (production WSGI server; SIGTERM drains gracefully)."""
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "gunicorn"]),
+    default="granian",
+    show_default=True,
+    help="HTTP server: granian (Rust I/O, threads per worker) or gunicorn (sync workers).",
+)
+def serve(host: str, port: int, workers: int | None, server: str) -> None:
+    """Serve in production (granian or gunicorn; SIGTERM drains gracefully)."""
     from identity import migrate
     from identity.extensions import db
     from identity.server import run
@@ -70,7 +77,10 @@ def serve(host: str, port: int, workers: int | None) -> None:
         if not migrate.is_current(db.engine):
             raise click.ClickException("the database schema is not current; run `identity init`")
         settings = app.extensions["identity"].settings
-    run(settings, host=host, port=port, workers=workers or settings.workers)
+        # The workers are forked from this process: close its connection first, so that no
+        # worker inherits (and later closes) a socket it does not own.
+        db.engine.dispose()
+    run(settings, host=host, port=port, workers=workers or settings.workers, server=server)
 
 
 @cli.command()
@@ -104,3 +114,16 @@ def check(docs_path: Path | None) -> None:
     if current != head:
         raise click.ClickException("the database schema is not current; run `identity init`")
     click.echo("configuration OK")
+
+
+@cli.command()
+def purge() -> None:
+    """Delete expired codes, tokens, sessions and other short-lived rows (safe to repeat)."""
+    from identity.extensions import db
+    from identity.maintenance import purge as purge_expired
+    from identity.runtime import runtime
+
+    with app_context():
+        counts = purge_expired(db.session, runtime().settings.session_idle_timeout)
+    for table, count in counts.items():
+        click.echo(f"{table}: {count}")

@@ -1,0 +1,79 @@
+"""Deleting what has expired, so tables do not grow without bound (REL-16).
+
+Only rows that can no longer matter are removed: codes a day after they expired, refresh
+tokens after their family ended, revocations after the tokens they cover expired, finished
+pending requests and device codes, used assertion ids, ended login sessions, stale sign-in
+throttles. Grants, consents and the audit trail are never touched. Safe to run anywhere,
+any number of times, on every instance at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from identity.models.base import utcnow
+from identity.models.oauth import (
+    AuthorizationCode,
+    DeviceAuthorization,
+    PendingAuthorization,
+    RefreshToken,
+    TokenRevocation,
+    UsedJti,
+)
+from identity.models.session import LoginSession, LoginThrottle
+
+log = logging.getLogger("identity.maintenance")
+GRACE = timedelta(days=1)
+
+
+def purge(
+    session: Session, session_idle_timeout: int, now: datetime | None = None
+) -> dict[str, int]:
+    now = now or utcnow()
+    statements = {
+        "authorization_codes": delete(AuthorizationCode).where(
+            AuthorizationCode.expires_at < now - GRACE
+        ),
+        "refresh_tokens": delete(RefreshToken).where(RefreshToken.family_expires_at < now - GRACE),
+        "token_revocations": delete(TokenRevocation).where(TokenRevocation.expires_at < now),
+        "pending_authorizations": delete(PendingAuthorization).where(
+            PendingAuthorization.expires_at < now
+        ),
+        "device_authorizations": delete(DeviceAuthorization).where(
+            DeviceAuthorization.expires_at < now - GRACE
+        ),
+        "used_jtis": delete(UsedJti).where(UsedJti.expires_at < now),
+        "login_sessions": delete(LoginSession).where(
+            (LoginSession.expires_at < now)
+            | (LoginSession.last_seen_at < now - timedelta(seconds=session_idle_timeout))
+        ),
+        "login_throttles": delete(LoginThrottle).where(LoginThrottle.last_failure_at < now - GRACE),
+    }
+    counts = {name: int(session.execute(stmt).rowcount) for name, stmt in statements.items()}  # type: ignore[attr-defined]
+    session.commit()
+    log.info("purged expired rows", extra={"event": "maintenance.purge", "deleted": counts})
+    return counts
+
+
+def start_janitor(interval: int, run_once: Callable[[], object]) -> threading.Thread | None:
+    """Run ``run_once`` every ``interval`` seconds in a daemon thread (0: never)."""
+    if interval <= 0:
+        return None
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            try:
+                run_once()
+            except Exception:  # noqa: BLE001 - a failed purge must not stop later ones
+                log.exception("purge failed", extra={"event": "maintenance.purge_failed"})
+
+    thread = threading.Thread(target=loop, name="identity-janitor", daemon=True)
+    thread.start()
+    return thread
