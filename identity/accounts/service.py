@@ -351,6 +351,26 @@ class Accounts:
         self.rt.mailer.send(to, subject, body)
 
 
+def set_disabled(
+    session: Session,
+    user: User,
+    disabled: bool,
+    *,
+    access_token_lifetime: int,
+    actor_id: uuid.UUID | None = None,
+) -> None:
+    """Disable or re-enable an account. Disabling ends every session and every grant at
+    once: cookies, refresh tokens and access tokens all stop working (SESS-04)."""
+    if disabled:
+        user.disabled_at = user.disabled_at or utcnow()
+        login_sessions.end_all(session, user.id)
+        revoke_user_tokens(session, user.id, access_token_lifetime)
+    else:
+        user.disabled_at = None
+    event = "user.disabled" if disabled else "user.enabled"
+    audit.record(session, event, actor_id=actor_id, subject_id=user.id)
+
+
 def create_invitation(
     session: Session,
     rt: Runtime,

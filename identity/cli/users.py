@@ -74,3 +74,40 @@ def create_invite(email: str | None, role: str | None, expires_in: int | None) -
             raise click.ClickException(error.message) from None
         db.session.commit()
         click.echo(link)
+
+
+def _set_disabled(email: str, disabled: bool) -> None:
+    from sqlalchemy import select
+
+    from identity.accounts.service import normalize_email, set_disabled
+    from identity.extensions import db
+    from identity.models.user import User
+    from identity.runtime import runtime
+
+    with app_context():
+        try:
+            address = normalize_email(email)
+        except InvalidInput as error:
+            raise click.ClickException(error.message) from None
+        user = db.session.execute(select(User).where(User.email == address)).scalar_one_or_none()
+        if user is None:
+            raise click.ClickException(f"no user with email {address}")
+        set_disabled(
+            db.session, user, disabled, access_token_lifetime=runtime().settings.access_token_lifetime
+        )
+        db.session.commit()
+        click.echo(f"{'disabled' if disabled else 'enabled'} {address}")
+
+
+@users.command("disable")
+@click.argument("email")
+def disable_user(email: str) -> None:
+    """Disable an account: its sessions, refresh tokens and access tokens stop working now."""
+    _set_disabled(email, True)
+
+
+@users.command("enable")
+@click.argument("email")
+def enable_user(email: str) -> None:
+    """Re-enable a disabled account (the user signs in again; old grants stay revoked)."""
+    _set_disabled(email, False)
