@@ -152,7 +152,13 @@ def userinfo() -> ResponseReturnValue:
     user = db.session.get(User, _uuid(claims.get("sub")))
     if user is None or not user.is_active:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
-    response = jsonify(released_claims(user, scopes))
+    # OIDC Core 5.5: individually requested claims, as the access token records them.
+    requested = claims.get("userinfo_claims")
+    response = jsonify(
+        released_claims(
+            user, scopes, dict.fromkeys(requested) if isinstance(requested, list) else None
+        )
+    )
     response.headers.update(NO_STORE)
     response.headers["Access-Control-Allow-Origin"] = "*"
     return response

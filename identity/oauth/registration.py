@@ -53,7 +53,9 @@ def _normalize(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     meta = normalize_metadata(
         body,
         known_scopes=KNOWN_SCOPES,
-        signing_algs=ALGORITHMS,
+        # OIDC Registration 2 / Discovery 3: only algorithms the server signs ID tokens with
+        # (id_token_signing_alg_values_supported); another would fail at the token endpoint.
+        signing_algs=tuple(a for a in ALGORITHMS if a in runtime().keys.ring(db.session).signing),
         default_id_token_alg="RS256",  # OIDC Registration 2: the default when not given
     )
     return name, meta

@@ -30,7 +30,7 @@ from identity.models.oauth import RefreshToken, TokenRevocation
 from identity.models.user import User
 from identity.oauth.clients import ClientCache, ClientView
 from identity.oauth.keys import KeyStore
-from identity.oauth.scopes import released_claims
+from identity.oauth.scopes import CLAIMS_SUPPORTED, released_claims
 from identity.settings import Settings
 from identity.tokens import new_token, token_hash
 
@@ -121,6 +121,11 @@ class TokenService:
             if ctx.family_id:
                 claims["gid"] = str(ctx.family_id)
             claims["roles"] = ctx.user.role_names
+            requested = (ctx.claims or {}).get("userinfo")
+            if requested:
+                # OIDC Core 5.5: claims asked for at the UserInfo endpoint ride along with
+                # the token (names the server knows only, so the token stays small).
+                claims["userinfo_claims"] = sorted(n for n in requested if n in CLAIMS_SUPPORTED)
         else:
             claims["roles"] = list(ctx.client.role_names)
         header = {"typ": "at+jwt"}

@@ -137,7 +137,8 @@ class Flow:
     def authorize(
         self, rp: RegisteredClient, *, consent: bool = True, **params: str
     ) -> tuple[dict[str, str], str]:
-        """Run /authorize (signing in and consenting as needed); returns callback params and the verifier."""
+        """Run /authorize (signing in and consenting as needed); returns callback params and
+        the verifier."""
         verifier, challenge = pkce_pair()
         response = self.browser.get(authorize_url(rp, challenge, **params))
         response = self.follow_to_client(response, consent=consent)
@@ -200,3 +201,240 @@ def flow(client: FlaskClient, user: Any) -> Flow:
 
 def token_request(client: FlaskClient, rp: RegisteredClient, **data: str) -> Any:
     return client.post("/oauth/token", data=data, headers=rp.basic_auth())
+
+
+# OpenID conformance (OIDC-*) and JOSE (TOK-*) helpers --------------------------------------
+
+RESPONSE_MODES = ("query", "form_post")
+_RSA_POOL: list[Any] = []
+_IMPORTED: dict[str, Any] = {}
+
+
+@pytest.fixture
+def fast_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reuse RSA keys generated earlier in the session (3072-bit generation costs ~0.3 s a
+    key); each test still gets distinct keys, and every other algorithm is generated anew."""
+    from identity.oauth import keys as key_module
+
+    real = key_module.generate_jwk
+    used = [0]
+
+    def generate(alg: str) -> Any:
+        if alg != "RS256":
+            return real(alg)
+        if used[0] == len(_RSA_POOL):
+            _RSA_POOL.append(real(alg))
+        used[0] += 1
+        return _RSA_POOL[used[0] - 1]
+
+    monkeypatch.setattr(key_module, "generate_jwk", generate)
+
+    # Loading a private RSA key checks it (~0.4 s for 3072 bits); the pool's keys are
+    # checked once per session.
+    real_import = key_module.import_key
+
+    def import_key(data: dict[str, Any]) -> Any:
+        import json
+
+        cache_key = json.dumps(data, sort_keys=True)
+        if cache_key not in _IMPORTED:
+            _IMPORTED[cache_key] = real_import(data)
+        return _IMPORTED[cache_key]
+
+    monkeypatch.setattr(key_module, "import_key", import_key)
+
+
+def b64url(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, without checking anything."""
+    import json
+
+    header, payload, _ = token.split(".")
+    return json.loads(b64url_decode(header)), json.loads(b64url_decode(payload))
+
+
+def forge(
+    header: dict[str, Any],
+    claims: dict[str, Any] | bytes,
+    key: Any = None,
+    *,
+    signature: bytes | None = None,
+) -> str:
+    """A compact JWS built by hand, so that headers joserfc would refuse (alg none, crit,
+    jwk, jku) can be sent. Signed with ``key`` under ``header['alg']`` unless a raw
+    ``signature`` is given."""
+    import json
+
+    from joserfc.jws import JWSRegistry
+
+    payload = claims if isinstance(claims, bytes) else json.dumps(claims).encode()
+    signing_input = f"{b64url(json.dumps(header))}.{b64url(payload)}"
+    if signature is None:
+        signature = (
+            b""
+            if key is None
+            else JWSRegistry.algorithms[header["alg"]].sign(signing_input.encode(), key)
+        )
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def hs256(signing_input_header: dict[str, Any], claims: dict[str, Any], secret: bytes) -> str:
+    """HS256 with an arbitrary byte string as the secret (e.g. our public key's PEM)."""
+    import hmac
+    import json
+
+    signing_input = f"{b64url(json.dumps(signing_input_header))}.{b64url(json.dumps(claims))}"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64url(mac)}"
+
+
+def server_key(app: Flask, alg: str) -> tuple[str, Any]:
+    """Grey-box: the server's current signing key (kid, private joserfc key) for ``alg``."""
+    from identity.extensions import db
+
+    with app.app_context():
+        return app.extensions["identity"].keys.ring(db.session).signing[alg]  # type: ignore[no-any-return]
+
+
+def parse_forms(html: str) -> list[dict[str, Any]]:
+    """Every <form> of a page: its attributes and its inputs, plus every URL on the page."""
+    from html.parser import HTMLParser
+
+    forms: list[dict[str, Any]] = []
+
+    class Parser(HTMLParser):
+        urls: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            values = {k: v or "" for k, v in attrs}
+            for name in ("href", "src", "action"):
+                if name in values:
+                    self.urls.append(values[name])
+            if tag == "form":
+                forms.append({"attrs": values, "inputs": []})
+            elif tag == "input" and forms:
+                forms[-1]["inputs"].append((values.get("name", ""), values.get("value", "")))
+
+    parser = Parser()
+    parser.urls = []
+    parser.feed(html)
+    for form in forms:
+        form["urls"] = parser.urls
+    return forms
+
+
+def callback(response: Any, redirect_uri: str) -> dict[str, str]:
+    """The authorization response as the client receives it, in either response mode.
+
+    A redirect must go to the redirect URI; a form_post page (OIDC-58) must hold exactly one
+    form that POSTs application/x-www-form-urlencoded to the redirect URI, with the
+    parameters as hidden inputs and the code in no URL on the page.
+    """
+    if response.status_code in (302, 303):
+        location = response.headers["Location"]
+        assert location.split("?")[0] == redirect_uri.split("?")[0], location
+        return callback_params(location)
+    assert response.status_code == 200, response.data[:500]
+    assert response.mimetype == "text/html"
+    assert "Location" not in response.headers
+    html = response.get_data(as_text=True)
+    forms = parse_forms(html)
+    assert len(forms) == 1, html
+    form = forms[0]
+    assert form["attrs"].get("method", "").lower() == "post"
+    assert form["attrs"].get("action") == redirect_uri
+    assert form["attrs"].get("enctype", "application/x-www-form-urlencoded") == (
+        "application/x-www-form-urlencoded"
+    )
+    params = dict(form["inputs"])
+    assert len(params) == len(form["inputs"]), "a parameter appears twice"
+    for value in params.values():
+        assert all(value not in url for url in form["urls"] if value), "a value leaks into a URL"
+    return params
+
+
+class ModeFlow(Flow):
+    """The flow driver in a response mode: ``query`` (redirect) or ``form_post``."""
+
+    def __init__(self, client: FlaskClient, mode: str) -> None:
+        super().__init__(client)
+        self.mode = mode
+
+    def start(self, rp: RegisteredClient, **params: str) -> tuple[Any, str]:
+        """GET /authorize in this mode; returns the raw response and the PKCE verifier."""
+        verifier, challenge = pkce_pair()
+        if self.mode != "query":
+            params.setdefault("response_mode", self.mode)
+        return self.browser.get(authorize_url(rp, challenge, **params)), verifier
+
+    def authorize(
+        self, rp: RegisteredClient, *, consent: bool = True, **params: str
+    ) -> tuple[dict[str, str], str]:
+        response, verifier = self.start(rp, **params)
+        response = self.follow_to_client(response, consent=consent)
+        return callback(response, params.get("redirect_uri", rp.redirect_uri)), verifier
+
+    def tokens(self, rp: RegisteredClient, **params: str) -> dict[str, Any]:
+        """The whole flow to the token response; returns its JSON body."""
+        result, verifier = self.authorize(rp, **params)
+        assert "code" in result, result
+        response = redeem(self.browser, rp, result["code"], verifier)
+        assert response.status_code == 200, response.json
+        return response.json  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=RESPONSE_MODES)
+def response_mode(request: pytest.FixtureRequest) -> str:
+    """Both response modes: the form_post plan runs every basic module again (OIDC-58)."""
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def mode_flow(client: FlaskClient, user: Any, response_mode: str) -> ModeFlow:
+    return ModeFlow(client, response_mode)
+
+
+@pytest.fixture
+def query_flow(client: FlaskClient, user: Any) -> ModeFlow:
+    return ModeFlow(client, "query")
+
+
+def redeem(client: FlaskClient, rp: RegisteredClient, code: str, verifier: str) -> Any:
+    return token_request(
+        client,
+        rp,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=rp.redirect_uri,
+        code_verifier=verifier,
+    )
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def public_jwks(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/jwks.json")
+    assert response.status_code == 200
+    return response.json  # type: ignore[no-any-return]
+
+
+def verify_with_jwks(client: FlaskClient, token: str) -> dict[str, Any]:
+    """Verify a token as a relying party does: the JWKS key named by kid, its own alg."""
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    header, _ = unverified(token)
+    key_set = KeySet.import_key_set(public_jwks(client))
+    key = key_set.get_by_kid(header["kid"])
+    return dict(jwt.decode(token, key, algorithms=[key.alg or header["alg"]]).claims)
