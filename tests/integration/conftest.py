@@ -6,13 +6,14 @@ creates a fresh instance folder and database (SQLite, or a new PostgreSQL databa
 ``IDENTITY_TEST_DATABASE_URL`` is set), runs ``identity init``, starts
 ``identity serve --workers 2`` on a free loopback port and waits for /readyz. On teardown
 every server gets SIGTERM and must exit 0 with no process of its group left (graceful
-shutdown); the databases are dropped.
+shutdown), having logged only JSON lines and no error; the databases are dropped.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import re
 import signal
@@ -101,9 +102,24 @@ class Server:
     url: str
     log_path: Path
     exit_code: int | None = field(default=None)
+    # Set by a test that makes the server log errors on purpose.
+    errors_expected: bool = field(default=False)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def bad_log_lines(self) -> list[str]:
+        """Log lines that are not JSON objects, or that report an error."""
+        bad = []
+        for line in self.log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                bad.append(line)
+                continue
+            if not isinstance(entry, dict) or entry.get("level") in ("error", "critical"):
+                bad.append(line)
+        return bad
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -112,10 +128,10 @@ class Server:
             if code is not None:
                 raise AssertionError(f"server exited {code} while starting:\n{self.log()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if requests.get(self.url + "/readyz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or no worker up yet to answer
             if time.monotonic() > deadline:
                 raise AssertionError(f"server not ready after {START_TIMEOUT} s:\n{self.log()}")
             time.sleep(0.1)
@@ -208,8 +224,9 @@ class Harness:
                 continue
             if code != 0:
                 problems.append(f"server exited {code} after SIGTERM:\n{server.log()}")
-            elif "Shutting down: Master" not in server.log():
-                problems.append(f"no graceful shutdown in the log:\n{server.log()}")
+            elif not server.errors_expected and server.bad_log_lines():
+                lines = "\n".join(server.bad_log_lines())
+                problems.append(f"error or non-JSON lines in the server log:\n{lines}")
         for instance in self.instances:
             if instance.database_url.startswith("postgresql"):
                 drop_database(instance.database_url)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
+import time
 from dataclasses import dataclass
 
 import click
@@ -14,7 +16,14 @@ import requests
 from click.testing import CliRunner
 
 from tests.conftest import PASSWORD
-from tests.integration.conftest import IDENTITY, Harness, Server, free_port, sign_in
+from tests.integration.conftest import (
+    IDENTITY,
+    Harness,
+    Server,
+    free_port,
+    sign_in,
+    wait_for,
+)
 
 PUBLIC_COMMANDS = {
     "init",
@@ -179,7 +188,7 @@ def test_health_probes(site: Site) -> None:
     """/healthz and /readyz answer 200 with a bare status, uncached and never rate-limited."""
     for path in ("/healthz", "/readyz"):
         for _ in range(15):
-            response = requests.get(site.server.url + path, timeout=5)
+            response = requests.get(site.server.url + path, timeout=10)
             assert response.status_code == 200
         assert response.json() == {"status": "ok"}
         assert response.headers["Cache-Control"] == "no-store"
@@ -187,5 +196,38 @@ def test_health_probes(site: Site) -> None:
 
 def test_serve_opens_no_shared_control_socket(site: Site) -> None:
     """gunicorn's control socket (one path per user, shared by every instance) stays off."""
-    assert requests.get(site.server.url + "/healthz", timeout=5).status_code == 200
+    assert requests.get(site.server.url + "/healthz", timeout=10).status_code == 200
     assert "Control socket" not in site.server.log()
+
+
+def not_answering(url: str) -> bool:
+    """Whether a new request goes unanswered (the server stopped accepting work)."""
+    try:
+        requests.get(url + "/healthz", timeout=2)
+    except requests.RequestException:
+        return True
+    return False
+
+
+def test_sigterm_lets_an_in_flight_request_finish(identity_factory: Harness) -> None:
+    """A request whose body is still arriving when SIGTERM comes is answered, then the
+    server exits 0 (graceful shutdown)."""
+    server = identity_factory.server()
+    host, port = server.url.removeprefix("http://").split(":")
+    body = b"email=late%40example.org&password=x&csrf_token=none"
+    head = (
+        f"POST /sign-in HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=20) as connection:
+        connection.sendall(head + body[:10])
+        time.sleep(0.3)  # the worker is now inside the app, reading the form
+        server.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: not_answering(server.url), what="the server to stop answering")
+        connection.sendall(body[10:])
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # no CSRF token: a full answer
+    assert server.stop() == 0
