@@ -306,13 +306,19 @@ def remember_consent(session: Session, user: User, client: Any, scopes: list[str
 
 def save_pending(session: Session, authz: Authorization) -> str:
     """Keep a request across sign-in and consent; returns the id for the URL."""
+    return save_pending_params(session, authz.client, authz.params)
+
+
+def save_pending_params(session: Session, client: Any, params: dict[str, str]) -> str:
+    """Keep the parameters of a request whose client and redirect URI are valid (possibly
+    an erroneous one, answered after sign-in); returns the id for the URL."""
     token = new_token()
     now = utcnow()
     session.add(
         PendingAuthorization(
             id_hash=token_hash(token),
-            client_pk=authz.client.pk,
-            params=authz.params,
+            client_pk=client.pk,
+            params=params,
             created_at=now,
             expires_at=now + PENDING_LIFETIME,
         )

@@ -58,7 +58,9 @@ def check_redirect_uri(uri: Any, *, allow_private_scheme: bool = True) -> str:
     scheme = parts.scheme
     if not scheme:
         raise InvalidRedirectUri(f"redirect URI must be absolute: {uri}")
-    if scheme != scheme.lower() or scheme in _FORBIDDEN_SCHEMES:
+    # urlsplit lowercases the scheme, so compare the raw text: redirect URIs are matched
+    # as exact strings later (BCP-01), and "HTTPS://" would never be what a client sends.
+    if uri.partition(":")[0] != scheme or scheme in _FORBIDDEN_SCHEMES:
         raise InvalidRedirectUri(f"redirect URI scheme not allowed: {uri}")
     if "#" in uri:
         raise InvalidRedirectUri(f"redirect URI must not contain a fragment: {uri}")

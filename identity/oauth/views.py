@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, Response, g, make_response, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
@@ -17,9 +19,13 @@ from identity.extensions import csrf, db
 from identity.oauth import authorize as flow
 from identity.oauth.authorize import ErrorPage
 from identity.oauth.scopes import describe
+from identity.oauth.server import server
+from identity.security import CONTENT_SECURITY_POLICY
 from identity.sessions import current_user
 
 bp = Blueprint("oauth", __name__)
+# Answers to silent (prompt=none) requests, which RFC 9700 4.11.2 lets through unprompted.
+SILENT_ERRORS = (LoginRequiredError, ConsentRequiredError)
 
 
 class ConsentForm(FlaskForm):
@@ -73,21 +79,13 @@ def run(
     except OAuth2Error as error:
         if getattr(error, "redirect_uri", None) is None:
             return error_page(error.description or error.error)
-        db.session.commit()
-        return redirect_error(error)
+        return answer_error(error, params, pending_token)
 
     if decision.action in ("login", "consent"):
         token = pending_token or flow.save_pending(db.session, authz)
         db.session.commit()
         if decision.action == "login":
-            return redirect(
-                url_for(
-                    "accounts.sign_in",
-                    next=url_for("oauth.resume", request_id=token),
-                    login_hint=authz.params.get("login_hint", ""),
-                    force="1",
-                )
-            )
+            return sign_in_first(token, authz.params.get("login_hint", ""))
         form = ConsentForm(request_id=token)
         claims = sorted((authz.request.claims_request or {}).get("userinfo") or {})
         return render_template(
@@ -114,6 +112,61 @@ def run(
     )
     db.session.commit()
     return deliver(authz.redirect_uri, authz.response_mode, params_out)
+
+
+def sign_in_first(request_id: str, login_hint: str) -> Response:
+    return redirect(
+        url_for(
+            "accounts.sign_in",
+            next=url_for("oauth.resume", request_id=request_id),
+            login_hint=login_hint,
+            force="1",
+        )
+    )
+
+
+def answer_error(
+    error: OAuth2Error, params: MultiDict[str, str], pending_token: str | None
+) -> ResponseReturnValue:
+    """Send an error to the client's validated redirect URI, but (RFC 9700 section 4.11.2)
+    only after the user has signed in, silent ``prompt=none`` requests excepted, and never
+    automatically to a self-registered client nobody reviewed (BCP-07)."""
+    client = server().query_client(params.get("client_id"))
+    silent = "none" in (params.get("prompt") or "").split()
+    if g.login_session is None and not silent:
+        token = pending_token or flow.save_pending_params(db.session, client, dict(params))
+        db.session.commit()
+        return sign_in_first(token, params.get("login_hint", ""))
+    if pending_token:
+        db.session.delete(flow.load_pending(db.session, pending_token))
+    db.session.commit()
+    if client.registered_via == "dynamic" and not isinstance(error, SILENT_ERRORS):
+        return untrusted_error(client, error)
+    return redirect_error(error)
+
+
+def untrusted_error(client: Any, error: OAuth2Error) -> ResponseReturnValue:
+    """RFC 9700 4.11.2: the AS SHOULD redirect automatically only to redirect URIs it
+    trusts; for an unreviewed client the user is told and decides whether to go back."""
+    params = flow.error_params(error)
+    mode = getattr(error, "response_mode", "query")
+    origin = flow.redirect_origin(error.redirect_uri)
+    html = render_template(
+        "oauth/error_untrusted.html",
+        client=client,
+        error=error,
+        mode=mode,
+        action=error.redirect_uri,
+        params=params,
+        link=add_params_to_uri(error.redirect_uri, params),
+        origin=origin,
+    )
+    response = make_response(html, 400)
+    if mode == "form_post":
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action {origin}"
+        )
+    return response
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
