@@ -8,13 +8,15 @@ from contextlib import contextmanager
 
 import click
 from flask import Flask
+from sqlalchemy.exc import DBAPIError
 
 from identity.errors import ConfigError, IdentityError
 
 
 @contextmanager
 def app_context() -> Iterator[Flask]:
-    """Create the app from the environment; configuration errors end the command cleanly."""
+    """Create the app from the environment; configuration and database errors end the
+    command cleanly with one line."""
     from identity import create_app
 
     try:
@@ -22,7 +24,17 @@ def app_context() -> Iterator[Flask]:
     except ConfigError as error:
         raise click.ClickException(error.message) from None
     with app.app_context():
-        yield app
+        try:
+            yield app
+        except DBAPIError as error:
+            # An unreachable database or a missing table: one line, not a traceback.
+            raise click.ClickException(f"database error: {_first_line(error)}") from None
+
+
+def _first_line(error: DBAPIError) -> str:
+    """The driver's own message (never the URL, so never a password), first line only."""
+    lines = str(error.orig).strip().splitlines()
+    return lines[0] if lines else type(error.orig).__name__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
