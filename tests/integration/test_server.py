@@ -146,6 +146,24 @@ def test_serve_refuses_a_bad_setting(site: Site) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["init"], ["serve"], ["db", "current"], ["users", "create", "x@example.org"]],
+    ids=" ".join,
+)
+def test_unreachable_database_is_one_line(site: Site, command: list[str]) -> None:
+    """Commands facing a database that refuses connections exit non-zero with one line."""
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/identity"
+    if command == ["serve"]:
+        command = ["serve", "--port", str(free_port())]
+    result = site.server.instance.cli(*command, check=False, IDENTITY_DATABASE_URL=unreachable)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: database error: ")
+    assert "Connection refused" in lines[0]
+
+
 def test_serve_refuses_an_unmigrated_database(identity_factory: Harness) -> None:
     """`identity serve` on a database `identity init` never touched exits with advice."""
     instance = identity_factory.instance()
