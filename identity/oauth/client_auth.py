@@ -62,7 +62,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
         assertion = request.form.get("client_assertion")
         if assertion and len(assertion) > 8192:
             raise InvalidClientError(description="client_assertion is too large")
-        return super().__call__(query_client, request)
+        try:
+            return super().__call__(query_client, request)
+        except RecursionError:
+            # Authlib parses the claims before checking the signature: deeply nested JSON
+            # from anyone must be a client error, not a server error (TOK-06).
+            raise InvalidClientError(description="Invalid JWT payload.") from None
 
     def get_audiences(self) -> list[str]:
         return self._audiences

@@ -206,9 +206,11 @@ class TokenService:
             header = jws.extract_compact(token.encode()).headers()
         except (JoseError, ValueError):
             return None
-        kid = header.get("kid")
+        kid, header_typ = header.get("kid"), header.get("typ")
         if (
-            header.get("typ", "").lower() != typ.lower()
+            # Header members are attacker-controlled JSON: check types before use (TOK-03).
+            not isinstance(header_typ, str)
+            or header_typ.lower() != typ.lower()
             or not isinstance(kid, str)
             or len(kid) > 64
         ):
@@ -219,7 +221,7 @@ class TokenService:
         alg, key = found
         try:
             claims = jwt.decode(token, key, algorithms=[alg]).claims
-        except (JoseError, ValueError):
+        except (JoseError, ValueError, RecursionError):  # deeply nested JSON (TOK-06)
             return None
         now = time.time()
         if claims.get("iss") != self.issuer:
@@ -228,6 +230,10 @@ class TokenService:
         if not isinstance(exp, int) or not isinstance(iat, int) or iat > now + CLOCK_LEEWAY:
             return None
         if check_exp and exp <= now - CLOCK_LEEWAY:
+            return None
+        # RFC 7519 section 4.1.5: not to be accepted before nbf (TOK-08).
+        nbf = claims.get("nbf")
+        if nbf is not None and (not isinstance(nbf, int) or nbf > now + CLOCK_LEEWAY):
             return None
         return dict(claims)
 

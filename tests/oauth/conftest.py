@@ -438,3 +438,155 @@ def verify_with_jwks(client: FlaskClient, token: str) -> dict[str, Any]:
     key_set = KeySet.import_key_set(public_jwks(client))
     key = key_set.get_by_kid(header["kid"])
     return dict(jwt.decode(token, key, algorithms=[key.alg or header["alg"]]).claims)
+
+
+LOGGED_OUT_URI = "https://rp.example.org/logged-out"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+class JoseHarness:
+    """Every place the server verifies a JWT, each answering whether it accepted a token.
+
+    access tokens: /userinfo and /oauth/introspect; ID tokens: id_token_hint at /authorize
+    (prompt=none, for a signed-in user who consented) and at /logout (a browser without a
+    session, so acceptance shows as the redirect); client assertions: private_key_jwt at the
+    token endpoint. A 5xx from any of them fails the test at once.
+    """
+
+    def __init__(self, app: Flask, browser: FlaskClient, make_client: Any) -> None:
+        from joserfc.jwk import ECKey
+
+        self.app = app
+        self.browser = browser
+        self.issuer = app.extensions["identity"].settings.issuer
+        self.rp = make_client(post_logout_redirect_uris=[LOGGED_OUT_URI])
+        self.resource_server = make_client(
+            "Resource server",
+            resource_server=True,
+            grant_types=["client_credentials"],
+            redirect_uris=[],
+            scope="roles",
+        )
+        self.client_key = ECKey.generate_key("P-256")
+        public = dict(self.client_key.as_dict(private=False), kid="client-key-1", alg="ES256")
+        self.assertion_client = make_client(
+            "Service",
+            auth_method="private_key_jwt",
+            jwks={"keys": [public]},
+            grant_types=["client_credentials"],
+            redirect_uris=[],
+            scope="roles",
+        )
+        body = ModeFlow(browser, "query").tokens(self.rp)
+        self.access_token: str = body["access_token"]
+        self.id_token: str = body["id_token"]
+        self.refresh_token: str = body["refresh_token"]
+
+    # The verifiers -------------------------------------------------------------------
+
+    @staticmethod
+    def _ok(response: Any) -> Any:
+        assert response.status_code < 500, response.data[:300]
+        return response
+
+    def userinfo(self, token: str) -> bool:
+        response = self._ok(self.browser.get("/userinfo", headers=bearer(token)))
+        return bool(response.status_code == 200)
+
+    def introspect(self, token: str, rs: RegisteredClient | None = None) -> bool:
+        response = self._ok(
+            self.browser.post(
+                "/oauth/introspect",
+                data={"token": token},
+                headers=(rs or self.resource_server).basic_auth(),
+            )
+        )
+        if response.status_code == 413:
+            return False  # refused before parsing
+        assert response.status_code == 200, response.json
+        return bool(response.json["active"])
+
+    def authorize_hint(self, token: str, rp: RegisteredClient | None = None) -> bool:
+        rp = rp or self.rp
+        _, challenge = pkce_pair()
+        response = self._ok(
+            self.browser.get(authorize_url(rp, challenge, prompt="none", id_token_hint=token))
+        )
+        if response.status_code not in (302, 303):
+            return False
+        return "code" in callback_params(response.headers["Location"])
+
+    def logout_hint(self, token: str) -> bool:
+        from urllib.parse import urlencode
+
+        query = urlencode({"id_token_hint": token, "post_logout_redirect_uri": LOGGED_OUT_URI})
+        response = self._ok(self.app.test_client().get("/logout?" + query))
+        return response.headers.get("Location") == LOGGED_OUT_URI
+
+    def client_assertion(self, assertion: str) -> bool:
+        response = self._ok(
+            self.browser.post(
+                "/oauth/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_assertion_type": JWT_BEARER,
+                    "client_assertion": assertion,
+                },
+            )
+        )
+        return bool(response.status_code == 200)
+
+    VERIFIERS = {
+        "access": ("userinfo", "introspect"),
+        "id": ("authorize_hint", "logout_hint"),
+        "assertion": ("client_assertion",),
+    }
+
+    def verdicts(self, kind: str, token: str) -> dict[str, bool]:
+        return {name: getattr(self, name)(token) for name in self.VERIFIERS[kind]}
+
+    def accepted_anywhere(self, kind: str, token: str) -> list[str]:
+        return [name for name, ok in self.verdicts(kind, token).items() if ok]
+
+    # Genuine material ------------------------------------------------------------------
+
+    def assertion_claims(self, **overrides: Any) -> dict[str, Any]:
+        import time
+
+        now = int(time.time())
+        claims = {
+            "iss": self.assertion_client.client_id,
+            "sub": self.assertion_client.client_id,
+            "aud": f"{self.issuer}/oauth/token",
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_urlsafe(16),
+        }
+        claims.update(overrides)
+        return claims
+
+    def genuine(self, kind: str) -> tuple[dict[str, Any], dict[str, Any], Any]:
+        """Header, claims and signing key of a genuine token of that kind (grey-box for ours:
+        the server's own private key)."""
+        if kind == "assertion":
+            header = {"alg": "ES256", "kid": "client-key-1", "typ": "JWT"}
+            return header, self.assertion_claims(), self.client_key
+        token = self.access_token if kind == "access" else self.id_token
+        header, claims = unverified(token)
+        kid, key = server_key(self.app, header["alg"])
+        assert kid == header["kid"]
+        return header, claims, key
+
+    def fresh(self, kind: str, claims: dict[str, Any]) -> dict[str, Any]:
+        """Claims of a kind made unique again where the verifier remembers them (jti)."""
+        if kind == "assertion":
+            return {**claims, "jti": secrets.token_urlsafe(16)}
+        return claims
+
+
+@pytest.fixture
+def jose(fast_keys: None, app: Flask, client: FlaskClient, user: Any, make_client: Any) -> Any:
+    return JoseHarness(app, client, make_client)
+
+
+TOKEN_KINDS = ("access", "id", "assertion")
