@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
@@ -25,7 +25,7 @@ from authlib.oauth2.rfc8628 import (
     ExpiredTokenError,
     SlowDownError,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from identity import audit
 from identity.extensions import db
@@ -99,6 +99,10 @@ class S256CodeChallenge(CodeChallenge):  # type: ignore[misc]
             return
         if data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256.")
+        if len(data["code_challenge"]) != 43:
+            # RFC 7636 4.2: BASE64URL(SHA256(verifier)) is 43 characters; no other length
+            # can ever match (Authlib's pattern allows 43-128 for "plain").
+            raise InvalidRequestError("Invalid 'code_challenge'.")
         super().validate_code_challenge(grant, redirect_uri)
 
     def validate_code_verifier(self, grant: Any, result: Any) -> None:
@@ -224,6 +228,24 @@ class RefreshTokenView:
         return self.row.scope
 
 
+def _rotated_within(token_hash_: str, now: datetime, grace: timedelta) -> bool:
+    """Re-read a refresh token's state (not from the session's identity map): rotated by
+    someone else less than ``grace`` ago and not revoked."""
+    if not grace:
+        return False
+    state = db.session.execute(
+        select(RefreshToken.rotated_at, RefreshToken.revoked_at).where(
+            RefreshToken.token_hash == token_hash_
+        )
+    ).one_or_none()
+    return (
+        state is not None
+        and state.revoked_at is None
+        and state.rotated_at is not None
+        and now - state.rotated_at < grace
+    )
+
+
 class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -258,6 +280,10 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
             )
             .values(rotated_at=now)
         ).rowcount
+        if claimed != 1 and _rotated_within(row.token_hash, now, grace):
+            # Rotated by a concurrent refresh after we read it (our UPDATE waited for that
+            # transaction): within the grace period that is no reuse (BCP-25).
+            return RefreshTokenView(row)
         if claimed != 1:
             # Reuse of a rotated refresh token: someone holds a copy (BCP-24, 4.14.2).
             token_store.revoke_family(db.session, row.family_id, settings.access_token_lifetime)
