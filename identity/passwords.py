@@ -47,6 +47,14 @@ def common_passwords() -> frozenset[str]:
     return frozenset(gzip.decompress(data).decode().split())
 
 
+@cache
+def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int) -> str:
+    """One dummy hash per parameter set and process: building an app (tests build hundreds)
+    need not pay a full argon2 hash each time."""
+    hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_cost, parallelism=parallelism)
+    return hasher.hash("identity-dummy-password")
+
+
 class Hasher:
     """argon2id with the configured parameters; argon2-cffi does the cryptography."""
 
@@ -56,7 +64,7 @@ class Hasher:
         )
         # Verifying against this when the account does not exist costs the same time as a
         # real verification, so timing does not reveal which emails have accounts (AUTH-12).
-        self._dummy = self._hasher.hash("identity-dummy-password")
+        self._dummy = _dummy_hash(time_cost, memory_cost, parallelism)
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

@@ -120,14 +120,19 @@ class TokenService:
                 claims["sid"] = ctx.sid
             if ctx.family_id:
                 claims["gid"] = str(ctx.family_id)
-            claims["roles"] = ctx.user.role_names
+            roles = list(ctx.user.role_names)
             requested = (ctx.claims or {}).get("userinfo")
             if requested:
                 # OIDC Core 5.5: claims asked for at the UserInfo endpoint ride along with
                 # the token (names the server knows only, so the token stays small).
                 claims["userinfo_claims"] = sorted(n for n in requested if n in CLAIMS_SUPPORTED)
         else:
-            claims["roles"] = list(ctx.client.role_names)
+            roles = list(ctx.client.role_names)
+        # RFC 9068 section 2.2.3.1 takes "roles" from SCIM, where an empty array and an
+        # absent attribute mean the same (RFC 7643 section 2.5): leave it out when empty.
+        # RFC 9068 validators refuse a blank claim (Authlib's JWTBearerTokenValidator did).
+        if roles:
+            claims["roles"] = roles
         header = {"typ": "at+jwt"}
         return self._sign(session, self.settings.signing_alg, header, claims), lifetime
 

@@ -7,7 +7,8 @@ from tests.conftest import PASSWORD, form_post, sign_in
 
 def test_register_verify_sign_in_sign_out(client, mailbox):
     """A visitor registers, verifies the email from the mailed link, signs in and out."""
-    response = form_post(client, "/register", {"email": "New@Example.org", "password": PASSWORD, "name": "New"})
+    data = {"email": "New@Example.org", "password": PASSWORD, "name": "New"}
+    response = form_post(client, "/register", data)
     assert response.status_code == 303
     assert response.headers["Location"].endswith("/register/sent")
 

@@ -155,18 +155,18 @@ def test_WEB_02_get_of_a_reset_link_does_not_use_it(app, client, user, mailbox):
 # WEB-03, BCP-39, BCP-40, BCP-41 ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", PAGES)
-def test_WEB_03_security_headers_on_every_html_page(client, path):
+def test_WEB_03_security_headers_on_every_html_page(client):
     """Every HTML page carries nosniff, a referrer policy, CSP, frame denial and COOP."""
-    response = client.get(path)
-    assert response.mimetype == "text/html"
-    headers = response.headers
-    assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] in ("same-origin", "no-referrer", "strict-origin")
-    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
-    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
-    assert headers["X-Frame-Options"] == "DENY"
-    assert "Strict-Transport-Security" not in headers  # http issuer: no HSTS
+    for path in PAGES:
+        response = client.get(path)
+        assert response.mimetype == "text/html", path
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert headers["Referrer-Policy"] in ("same-origin", "no-referrer", "strict-origin"), path
+        assert headers["Cross-Origin-Opener-Policy"] == "same-origin", path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert "Strict-Transport-Security" not in headers, path  # http issuer: no HSTS
 
 
 def test_WEB_03_security_headers_on_signed_in_pages(signed_in):
@@ -187,28 +187,26 @@ def test_WEB_03_hsts_only_when_the_issuer_is_https(app_factory):
     assert "includeSubDomains" in hsts
 
 
-@pytest.mark.parametrize(
-    "path", ["/sign-in", "/register", "/forgot-password", "/reset-password/x", "/missing"]
-)
-def test_BCP_39_framing_is_blocked(client, path):
+def test_BCP_39_framing_is_blocked(client):
     """Login, registration, reset and error pages refuse to be framed."""
-    headers = client.get(path).headers
-    assert headers["X-Frame-Options"] == "DENY"
-    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    for path in ("/sign-in", "/register", "/forgot-password", "/reset-password/x", "/missing"):
+        headers = client.get(path).headers
+        assert headers["X-Frame-Options"] == "DENY", path
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], path
 
 
-@pytest.mark.parametrize("path", ["/sign-in", "/register", "/forgot-password", "/missing"])
-def test_BCP_40_csp_forbids_inline_script_and_plugins(client, path):
+def test_BCP_40_csp_forbids_inline_script_and_plugins(client):
     """CSP allows scripts only from this origin and no plugins; pages have no inline script."""
-    response = client.get(path)
-    policy = response.headers["Content-Security-Policy"]
-    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
-    assert directives["script-src"] == "'self'"
-    assert directives["object-src"] == "'none'"
-    assert directives["base-uri"] == "'none'"
-    html = response.data.decode()
-    assert "<script" not in html
-    assert " style=" not in html and " on" + "click=" not in html
+    for path in ("/sign-in", "/register", "/forgot-password", "/missing"):
+        response = client.get(path)
+        policy = response.headers["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+        assert directives["script-src"] == "'self'", path
+        assert directives["object-src"] == "'none'", path
+        assert directives["base-uri"] == "'none'", path
+        html = response.data.decode()
+        assert "<script" not in html, path
+        assert " style=" not in html and " onclick=" not in html, path
 
 
 def test_BCP_41_no_third_party_resources(signed_in):
@@ -222,12 +220,12 @@ def test_BCP_41_no_third_party_resources(signed_in):
 # SESS-11 -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/account", "/sign-in", "/account/password", "/"])
-def test_SESS_11_pages_are_never_cached_for_someone_else(signed_in, path):
+def test_SESS_11_pages_are_never_cached_for_someone_else(signed_in):
     """Every dynamic response, redirects included, says no-store and varies on Cookie."""
-    response = signed_in.get(path)
-    assert response.headers["Cache-Control"] == "no-store"
-    assert "Cookie" in response.headers["Vary"]
+    for path in ("/account", "/sign-in", "/account/password", "/", "/missing"):
+        response = signed_in.get(path)
+        assert response.headers["Cache-Control"] == "no-store", path
+        assert "Cookie" in response.headers["Vary"], path
 
 
 def test_SESS_11_redirect_after_sign_in_is_not_cacheable(client, user):
@@ -248,17 +246,14 @@ def test_SESS_11_static_files_keep_their_own_caching(client):
 # BCP-43 --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["GET", "OPTIONS", "POST"])
-@pytest.mark.parametrize("path", ["/sign-in", "/account", "/account/password"])
-def test_BCP_43_no_cors_on_browser_pages(signed_in, method, path):
+def test_BCP_43_no_cors_on_browser_pages(signed_in):
     """No Access-Control-Allow-Origin is ever granted to a foreign origin."""
-    response = signed_in.open(
-        path,
-        method=method,
-        headers={"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"},
-    )
-    assert "Access-Control-Allow-Origin" not in response.headers
-    assert "Access-Control-Allow-Credentials" not in response.headers
+    headers = {"Origin": "https://evil.test", "Access-Control-Request-Method": "POST"}
+    for path in ("/sign-in", "/account", "/account/password"):
+        for method in ("GET", "OPTIONS", "POST"):
+            response = signed_in.open(path, method=method, headers=headers)
+            assert "Access-Control-Allow-Origin" not in response.headers, (method, path)
+            assert "Access-Control-Allow-Credentials" not in response.headers, (method, path)
 
 
 # BCP-44 --------------------------------------------------------------------------------
@@ -339,14 +334,14 @@ def test_WEB_05_html_pages_declare_utf8(client):
     assert client.get("/sign-in").headers["Content-Type"] == "text/html; charset=utf-8"
 
 
-@pytest.mark.parametrize("method", ["TRACE", "PUT", "DELETE", "PATCH"])
-def test_WEB_07_unsupported_methods_answer_405(client, method):
+def test_WEB_07_unsupported_methods_answer_405(client):
     """TRACE and write methods on pages answer 405 with an Allow header."""
-    response = client.open("/sign-in", method=method)
-    assert response.status_code == 405
-    allowed = {m.strip() for m in response.headers["Allow"].split(",")}
-    assert allowed == {"GET", "HEAD", "POST", "OPTIONS"}
-    assert "Method not allowed" in response.data.decode()
+    for method in ("TRACE", "PUT", "DELETE", "PATCH"):
+        response = client.open("/sign-in", method=method)
+        assert response.status_code == 405, method
+        allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert allowed == {"GET", "HEAD", "POST", "OPTIONS"}, method
+        assert "Method not allowed" in response.data.decode(), method
 
 
 def test_WEB_07_options_is_minimal(client):
@@ -357,35 +352,33 @@ def test_WEB_07_options_is_minimal(client):
     assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "OPTIONS"}
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/console",
-        "/console?__debugger__=yes&cmd=resource&f=style.css",
-        "/sign-in?__debugger__=yes&cmd=resource&f=debugger.js",
-        "/.git/config",
-        "/.env",
-        "/static/",
-        "/static/../identity/settings.py",
-        "/static/%2e%2e/identity/settings.py",
-        "/openapi.json",
-        "/metrics",
-        "/admin",
-        "/server-status",
-    ],
-)
-def test_WEB_08_nothing_internal_is_exposed(client, path):
+INTERNAL_PATHS = [
+    "/console",
+    "/console?__debugger__=yes&cmd=resource&f=style.css",
+    "/sign-in?__debugger__=yes&cmd=resource&f=debugger.js",
+    "/.git/config",
+    "/.env",
+    "/static/",
+    "/static/../identity/settings.py",
+    "/static/%2e%2e/identity/settings.py",
+    "/openapi.json",
+    "/metrics",
+    "/admin",
+    "/server-status",
+]
+
+
+def test_WEB_08_nothing_internal_is_exposed(client):
     """No debugger, source, listing or metrics is reachable."""
-    response = client.get(path)
-    assert response.status_code in (200, 404)
-    html = response.data.decode()
-    assert "debugger" not in html.lower()
-    assert "Traceback" not in html
-    assert "SECRET" not in html
-    if path.startswith("/sign-in"):
-        assert "<h1>Sign in</h1>" in html
-    else:
-        assert response.status_code == 404
+    for path in INTERNAL_PATHS:
+        response = client.get(path)
+        html = response.data.decode()
+        assert "debugger" not in html.lower(), path
+        assert "Traceback" not in html and "SECRET" not in html, path
+        if path.startswith("/sign-in"):
+            assert response.status_code == 200 and "<h1>Sign in</h1>" in html, path
+        else:
+            assert response.status_code == 404, path
 
 
 def test_WEB_08_no_debug_mode_and_no_version_banner(app, client):
