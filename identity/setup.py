@@ -83,7 +83,7 @@ def setup_oauth(app: Flask, settings: Settings) -> None:
 def setup_blueprints(app: Flask) -> None:
     from identity import health
     from identity.accounts.views import bp as accounts_bp
-    from identity.oauth import api_views, device_views, oidc_views, registration, views
+    from identity.oauth import account_views, api_views, device_views, oidc_views, registration, views
 
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts_bp)
@@ -92,6 +92,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(oidc_views.bp)
     app.register_blueprint(device_views.bp)
     app.register_blueprint(registration.bp)
+    app.register_blueprint(account_views.bp)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""TOK-14: the user withdraws an app's access from the account pages."""
+
+from __future__ import annotations
+
+from tests.conftest import csrf_token
+from tests.oauth.conftest import token_request
+
+
+def _tokens(flow, rp, client):
+    params, verifier = flow.authorize(rp)
+    return token_request(
+        client,
+        rp,
+        grant_type="authorization_code",
+        code=params["code"],
+        redirect_uri=rp.redirect_uri,
+        code_verifier=verifier,
+    ).json
+
+
+def test_TOK_14_withdrawing_consent_kills_refresh_and_access_tokens(flow, rp, client):
+    """After "Withdraw access" the app's refresh token and access token are refused."""
+    tokens = _tokens(flow, rp, client)
+    page = client.get("/account/apps")
+    assert page.status_code == 200 and b"Relying Party" in page.data
+    response = client.post(
+        "/account/apps/withdraw",
+        data={"csrf_token": csrf_token(page.data), "client_id": rp.client_id},
+    )
+    assert response.status_code == 303
+    assert b"No app has access" in client.get("/account/apps").data
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=bearer).status_code == 401
+    refreshed = token_request(
+        client, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert refreshed.json["error"] == "invalid_grant"
+
+
+def test_withdrawn_app_asks_for_consent_again(flow, rp, client):
+    """The next authorization shows the consent page again instead of passing silently."""
+    _tokens(flow, rp, client)
+    page = client.get("/account/apps")
+    client.post(
+        "/account/apps/withdraw",
+        data={"csrf_token": csrf_token(page.data), "client_id": rp.client_id},
+    )
+    from tests.oauth.conftest import authorize_url, pkce_pair
+
+    response = client.get(authorize_url(rp, pkce_pair()[1]))
+    assert response.status_code == 200 and b'action="/authorize/consent"' in response.data
+
+
+def test_withdraw_needs_csrf_and_own_consent(flow, rp, client, make_client):
+    """A cross-site POST is refused, and an app the user never allowed cannot be "withdrawn"."""
+    _tokens(flow, rp, client)
+    assert (
+        client.post("/account/apps/withdraw", data={"client_id": rp.client_id}).status_code == 400
+    )
+    other = make_client("Other")
+    page = client.get("/account/apps")
+    response = client.post(
+        "/account/apps/withdraw",
+        data={"csrf_token": csrf_token(page.data), "client_id": other.client_id},
+        follow_redirects=True,
+    )
+    assert b"no access to withdraw" in response.data
+    assert b"Relying Party" in client.get("/account/apps").data
+
+
+def test_apps_page_needs_sign_in(client):
+    """Signed-out visitors are sent to sign in."""
+    response = client.get("/account/apps")
+    assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
