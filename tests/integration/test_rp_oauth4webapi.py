@@ -126,12 +126,13 @@ def test_code_flow_rs256_public_client(site: RPSite) -> None:
 
 
 def test_refresh_rotates_and_refuses_the_old_token(site: RPSite) -> None:
-    """Refresh returns a new refresh token and a valid ID token for the same subject; the
-    old refresh token is then refused with invalid_grant, which also ends the family."""
+    """Refresh returns a new refresh token and a signed ID token for the same subject and
+    auth_time; the old refresh token is then refused with invalid_grant, ending the family."""
     result = run(site, "refresh", "web")
     assert result["rotated"] is True
     assert result["new_access_token"] is True
     assert result["id_token_sub"] == result["original_sub"] == site.user_id
+    assert result["id_token_auth_time"] == result["original_auth_time"]  # OIDC Core 12.2
     assert result["userinfo_sub"] == site.user_id
     assert result["replay_error"] == "invalid_grant"
     assert result["successor_after_replay_error"] == "invalid_grant"

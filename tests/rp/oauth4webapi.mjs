@@ -314,9 +314,18 @@ const scenarios = {
   async refresh() {
     const as = await discover()
     const name = process.argv[3] ?? 'web'
+    const { client, auth } = clientOf(name)
     const flow = await codeFlow(as, name, new Browser())
     const first = flow.tokens.refresh_token
-    const refreshed = await refresh(as, name, first)
+    const refreshResponse = await oauth.refreshTokenGrantRequest(
+      as,
+      client,
+      auth,
+      first,
+      http,
+    )
+    const refreshed = await oauth.processRefreshTokenResponse(as, client, refreshResponse)
+    await oauth.validateApplicationLevelSignature(as, refreshResponse, http)
     const claims = oauth.getValidatedIdTokenClaims(refreshed)
     const info = await userinfo(as, name, refreshed.access_token, flow.claims.sub)
     const replay = await oauthError(refresh(as, name, first))
@@ -327,6 +336,8 @@ const scenarios = {
       new_access_token: refreshed.access_token !== flow.tokens.access_token,
       id_token_sub: claims?.sub,
       original_sub: flow.claims.sub,
+      id_token_auth_time: claims?.auth_time,
+      original_auth_time: flow.claims.auth_time,
       userinfo_sub: info.sub,
       replay_error: replay,
       successor_after_replay_error: afterReplay,
