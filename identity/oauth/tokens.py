@@ -251,6 +251,15 @@ class TokenService:
             return None  # the client was deleted
         if is_revoked(session, claims):
             return None
+        if claims.get("sub") != claims.get("client_id"):
+            # A user's token ends with the user, however they were removed or disabled
+            # (TOK-12; RFC 7662 section 2.2: "active" means usable right now).
+            try:
+                user = session.get(User, uuid.UUID(str(claims.get("sub"))))
+            except ValueError:
+                return None
+            if user is None or not user.is_active:
+                return None
         return claims
 
 
