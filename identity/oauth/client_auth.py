@@ -118,12 +118,15 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
             if db.session.get_bind().dialect.name == "postgresql"
             else sqlite.insert
         )
-        result = db.session.execute(
+        # RETURNING, not rowcount: SQLAlchemy reports -1 as the rowcount of an INSERT on
+        # psycopg, which refused every assertion on PostgreSQL (BCP-35).
+        inserted = db.session.execute(
             insert(UsedJti)
             .values(key=key, expires_at=expires)
             .on_conflict_do_nothing(index_elements=["key"])
-        )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            .returning(UsedJti.key)
+        ).first()
+        return inserted is not None
 
 
 def _pick(key_set: KeySet, kid: Any) -> Any:
