@@ -233,34 +233,43 @@ class Accounts:
         if len(password) > self.settings.password_max_length:
             return self._failed(email, None, "password_too_long")
 
+        # A browser that signed in to this account before is not held back by failures from
+        # elsewhere (anti lock-out), but it has a counter of its own: before, its failures
+        # were not counted at all, so a device cookie left on a shared computer allowed
+        # unthrottled guessing of the account's (new) password.
         trusted = self.rt.device_cookie.vouches_for(device_cookie, email)
-        if not trusted:
-            wait = throttle.wait_seconds(self.session, email)
-            if wait:
-                audit.record(self.session, "user.sign_in", outcome="failure", reason="throttled", email=email)
-                return SignInResult(None, "throttled", wait)
+        counter = f"device:{token_hash(device_cookie)}" if trusted and device_cookie else email
+        wait = throttle.wait_seconds(self.session, counter)
+        if wait:
+            audit.record(
+                self.session, "user.sign_in", outcome="failure", reason="throttled", email=email
+            )
+            return SignInResult(None, "throttled", wait)
 
         user = self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
         if user is None:
             self.rt.hasher.burn(password)
-            return self._failed(email, None, "unknown_user", count=not trusted)
+            return self._failed(email, None, "unknown_user", counter)
         if not self.rt.hasher.verify(user.password_hash, password):
-            return self._failed(email, user, "wrong_password", count=not trusted)
+            return self._failed(email, user, "wrong_password", counter)
         if not user.is_active:
-            return self._failed(email, user, "disabled", count=not trusted)
+            return self._failed(email, user, "disabled", counter)
         if not user.is_verified:
-            return self._failed(email, user, "unverified", count=not trusted)
+            return self._failed(email, user, "unverified", counter)
 
         if self.rt.hasher.needs_rehash(user.password_hash):
             user.password_hash = self.rt.hasher.hash(password)
         user.last_sign_in_at = utcnow()
         throttle.clear(self.session, email)
+        throttle.clear(self.session, counter)
         audit.record(self.session, "user.sign_in", actor_id=user.id, subject_id=user.id, amr=["pwd"])
         return SignInResult(user, "ok")
 
-    def _failed(self, email: str, user: User | None, reason: str, count: bool = True) -> SignInResult:
-        if count:
-            throttle.register_failure(self.session, email, self.rt.throttle_policy)
+    def _failed(
+        self, email: str, user: User | None, reason: str, counter: str | None = None
+    ) -> SignInResult:
+        """Count the failure (on the account, or on a trusted device) and audit it."""
+        throttle.register_failure(self.session, counter or email, self.rt.throttle_policy)
         audit.record(
             self.session,
             "user.sign_in",

@@ -243,6 +243,9 @@ def account() -> ResponseReturnValue:
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
+# Each POST checks the current password: without a limit, a hijacked session could guess
+# it at full speed (AUTH-02). It is a password attempt, so the sign-in limit applies.
+@_limit("ratelimit_sign_in")
 @login_required
 def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()

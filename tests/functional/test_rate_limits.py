@@ -307,3 +307,31 @@ def test_AUTH_08_disabled_account_failures_count_too(app_factory):
     client = app.test_client()
     with time_machine.travel(START, tick=False):
         assert [sign_in(client).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_AUTH_08_guesses_from_a_trusted_browser_are_throttled_too(app_factory):
+    """A device cookie skips the account's counter but has its own: no unthrottled guessing."""
+    app = app_factory(login_throttle_free_attempts=3)
+    add_user(app)
+    shared_computer = app.test_client()
+    with time_machine.travel(START, tick=False):
+        assert sign_in(shared_computer).status_code == 303
+        token = csrf_token(shared_computer.get("/sign-out").data)
+        shared_computer.post("/sign-out", data={"csrf_token": token})
+        assert [fail(shared_computer).status_code for _ in range(3)] == [200, 200, 200]
+        response = sign_in(shared_computer)
+        assert response.status_code == 429
+        assert THROTTLED in response.data.decode()
+        # The owner's other browser is not affected by this device's failures.
+        assert sign_in(app.test_client()).status_code == 303
+
+
+def test_AUTH_02_change_password_is_rate_limited(app_factory):
+    """Guessing the current password from a session is limited like sign-in attempts."""
+    app = app_factory(ratelimit_enabled=True, ratelimit_sign_in="2/minute")
+    add_user(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    data = {"current_password": "a guess here", "new_password": "a brand new passphrase"}
+    codes = [post_form(client, "/account/password", data).status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
