@@ -19,6 +19,7 @@ from tests.conftest import PASSWORD
 from tests.integration.conftest import (
     IDENTITY,
     Harness,
+    Instance,
     Server,
     free_port,
     sign_in,
@@ -53,6 +54,12 @@ def site(module_identity_factory: Harness) -> Site:
     return Site(module_identity_factory.server(instance), first, second)
 
 
+@pytest.fixture(scope="module")
+def bare(module_identity_factory: Harness) -> Instance:
+    """An instance whose database `identity init` never touched; nothing serves it."""
+    return module_identity_factory.instance()
+
+
 def test_sign_in_over_http(site: Site) -> None:
     """A user made with `users create --password-stdin --verified` signs in over real HTTP."""
     site.server.instance.create_user("carol@example.org", PASSWORD)
@@ -83,6 +90,104 @@ def test_init_is_idempotent_and_shows_the_admin_password_once(site: Site) -> Non
     assert response.url == site.server.url + "/account", response.text
 
 
+def test_check_accepts_a_good_configuration(site: Site) -> None:
+    """`identity check` on a migrated instance reports what is in use and exits 0."""
+    result = site.server.instance.cli("check")
+    assert "configuration OK" in result.stdout
+    assert "registration: open; mail: file" in result.stdout
+
+
+def test_health_probes(site: Site) -> None:
+    """/healthz and /readyz answer 200 with a bare status, uncached and never rate-limited."""
+    for path in ("/healthz", "/readyz"):
+        for _ in range(15):
+            response = requests.get(site.server.url + path, timeout=10)
+            assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_serve_opens_no_shared_control_socket(site: Site) -> None:
+    """gunicorn's control socket (one path per user, shared by every instance) stays off."""
+    assert requests.get(site.server.url + "/healthz", timeout=10).status_code == 200
+    assert "Control socket" not in site.server.log()
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IDENTITY_ISSUER", "ftp://x"),
+        ("IDENTITY_REGISTRATION", "maybe"),
+        ("IDENTITY_SMTP_PORT", "0"),
+        ("IDENTITY_DATABASE_URL", "mysql://db/identity"),
+    ],
+)
+def test_check_names_a_bad_setting_in_one_line(bare: Instance, name: str, value: str) -> None:
+    """`identity check` exits non-zero with one line on stderr that names the bad setting."""
+    result = bare.cli("check", check=False, **{name: value})
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert name in lines[0]
+    assert result.stdout == ""
+
+
+def test_serve_refuses_a_bad_setting(bare: Instance) -> None:
+    """`identity serve` with an invalid value stops at once with one line naming it."""
+    result = bare.cli(
+        "serve", "--port", str(free_port()), check=False, IDENTITY_REGISTRATION="maybe"
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Error: invalid configuration: IDENTITY_REGISTRATION: "
+        "Input should be 'open', 'invite' or 'closed'"
+    ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["init"], ["serve"], ["db", "current"], ["users", "create", "x@example.org"]],
+    ids=" ".join,
+)
+def test_unreachable_database_is_one_line(bare: Instance, command: list[str]) -> None:
+    """Commands facing a database that refuses connections exit non-zero with one line."""
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/identity"
+    if command == ["serve"]:
+        command = ["serve", "--port", str(free_port())]
+    result = bare.cli(*command, check=False, IDENTITY_DATABASE_URL=unreachable)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: database error: ")
+    assert "Connection refused" in lines[0]
+
+
+def test_serve_refuses_an_unmigrated_database(bare: Instance) -> None:
+    """`identity serve` on a database `identity init` never touched exits with advice."""
+    command = [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(free_port())]
+    process = subprocess.Popen(
+        command,
+        env=bare.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode != 0
+    assert "run `identity init`" in stderr
+    assert "Listening" not in stdout + stderr
+
+    check = bare.cli("check", check=False)
+    assert check.returncode != 0
+    assert "run `identity init`" in check.stderr
+
+
 def test_help_works_for_every_command() -> None:
     """`--help` succeeds for the entry point and for every command and subcommand."""
     result = subprocess.run([IDENTITY, "--help"], capture_output=True, text=True, timeout=30)
@@ -108,89 +213,6 @@ def test_help_works_for_every_command() -> None:
         assert outcome.output.startswith(f"Usage: {' '.join(['identity', *path])}"), outcome.output
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [
-        ("IDENTITY_ISSUER", "ftp://x"),
-        ("IDENTITY_REGISTRATION", "maybe"),
-        ("IDENTITY_SMTP_PORT", "0"),
-        ("IDENTITY_DATABASE_URL", "mysql://db/identity"),
-    ],
-)
-def test_check_names_a_bad_setting_in_one_line(site: Site, name: str, value: str) -> None:
-    """`identity check` exits non-zero with one line on stderr that names the bad setting."""
-    result = site.server.instance.cli("check", check=False, **{name: value})
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert name in lines[0]
-    assert result.stdout == ""
-
-
-def test_check_accepts_a_good_configuration(site: Site) -> None:
-    """`identity check` on a migrated instance reports what is in use and exits 0."""
-    result = site.server.instance.cli("check")
-    assert "configuration OK" in result.stdout
-    assert "registration: open; mail: file" in result.stdout
-
-
-def test_serve_refuses_a_bad_setting(site: Site) -> None:
-    """`identity serve` with an invalid value stops at once with one line naming it."""
-    result = site.server.instance.cli(
-        "serve", "--port", str(free_port()), check=False, IDENTITY_REGISTRATION="maybe"
-    )
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
-        "Error: invalid configuration: IDENTITY_REGISTRATION: "
-        "Input should be 'open', 'invite' or 'closed'"
-    ]
-
-
-@pytest.mark.parametrize(
-    "command",
-    [["init"], ["serve"], ["db", "current"], ["users", "create", "x@example.org"]],
-    ids=" ".join,
-)
-def test_unreachable_database_is_one_line(site: Site, command: list[str]) -> None:
-    """Commands facing a database that refuses connections exit non-zero with one line."""
-    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/identity"
-    if command == ["serve"]:
-        command = ["serve", "--port", str(free_port())]
-    result = site.server.instance.cli(*command, check=False, IDENTITY_DATABASE_URL=unreachable)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: database error: ")
-    assert "Connection refused" in lines[0]
-
-
-def test_serve_refuses_an_unmigrated_database(identity_factory: Harness) -> None:
-    """`identity serve` on a database `identity init` never touched exits with advice."""
-    instance = identity_factory.instance()
-    command = [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(free_port())]
-    process = subprocess.Popen(
-        command,
-        env=instance.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode != 0
-    assert "run `identity init`" in stderr
-    assert "Listening" not in stdout + stderr
-
-    check = instance.cli("check", check=False)
-    assert check.returncode != 0
-    assert "run `identity init`" in check.stderr
-
-
 def test_db_commands_downgrade_and_upgrade(identity_factory: Harness) -> None:
     """`identity db current|downgrade base|upgrade` move the schema and report the revision."""
     instance = identity_factory.instance()
@@ -200,22 +222,6 @@ def test_db_commands_downgrade_and_upgrade(identity_factory: Harness) -> None:
     head = instance.cli("db", "upgrade").stdout.strip()
     assert head.startswith("at revision ") and head != "at revision None"
     assert instance.cli("db", "current").stdout.strip().endswith("(head)")
-
-
-def test_health_probes(site: Site) -> None:
-    """/healthz and /readyz answer 200 with a bare status, uncached and never rate-limited."""
-    for path in ("/healthz", "/readyz"):
-        for _ in range(15):
-            response = requests.get(site.server.url + path, timeout=10)
-            assert response.status_code == 200
-        assert response.json() == {"status": "ok"}
-        assert response.headers["Cache-Control"] == "no-store"
-
-
-def test_serve_opens_no_shared_control_socket(site: Site) -> None:
-    """gunicorn's control socket (one path per user, shared by every instance) stays off."""
-    assert requests.get(site.server.url + "/healthz", timeout=10).status_code == 200
-    assert "Control socket" not in site.server.log()
 
 
 def not_answering(url: str) -> bool:
