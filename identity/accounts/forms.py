@@ -22,7 +22,9 @@ class SignInForm(FlaskForm):
 
 class RegisterForm(FlaskForm):
     email = EmailField("Email", validators=EMAIL, render_kw={"autocomplete": "email"})
-    name = StringField("Name (optional)", validators=[Length(max=200)], render_kw={"autocomplete": "name"})
+    name = StringField(
+        "Name (optional)", validators=[Length(max=200)], render_kw={"autocomplete": "name"}
+    )
     password = PasswordField(
         "Password", validators=PASSWORD, render_kw={"autocomplete": "new-password"}
     )

@@ -130,11 +130,17 @@ class Accounts:
             if invitation is None or (invitation.email and invitation.email != email):
                 raise InvitationRequired()
 
-        existing = self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        existing = self._user_by_email(email)
         password_hash = self.rt.hasher.hash(password)  # same cost whether or not it is used
         if existing is not None:
             self._mail(existing.email, "account_exists", user=existing)
-            audit.record(self.session, "user.register", outcome="failure", subject_id=existing.id, reason="email_taken")
+            audit.record(
+                self.session,
+                "user.register",
+                outcome="failure",
+                subject_id=existing.id,
+                reason="email_taken",
+            )
             return
 
         user = User(email=email, name=name, password_hash=password_hash)
@@ -187,13 +193,16 @@ class Accounts:
             email_verified_at=utcnow() if verified else None,
         )
         for role_name in roles:
-            role = self.session.execute(select(Role).where(Role.name == role_name)).scalar_one_or_none()
+            query = select(Role).where(Role.name == role_name)
+            role = self.session.execute(query).scalar_one_or_none()
             if role is None:
                 raise InvalidInput(f"unknown role: {role_name}")
             user.roles.append(role)
         self.session.add(user)
         self.session.flush()
-        audit.record(self.session, "user.create", actor_id=actor_id, subject_id=user.id, roles=list(roles))
+        audit.record(
+            self.session, "user.create", actor_id=actor_id, subject_id=user.id, roles=list(roles)
+        )
         return user
 
     # Email verification ------------------------------------------------------------
@@ -212,12 +221,13 @@ class Accounts:
             email = normalize_email(email)
         except InvalidEmail:
             return
-        user = self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        user = self._user_by_email(email)
         if user is not None and not user.is_verified and user.is_active:
             self.send_verification(user)
 
     def verify_email(self, token: str) -> User:
-        user = self._user_for_link(VERIFY, token, self.settings.verification_link_lifetime, self._verify_state)
+        lifetime = self.settings.verification_link_lifetime
+        user = self._user_for_link(VERIFY, token, lifetime, self._verify_state)
         user.email_verified_at = utcnow()
         audit.record(self.session, "user.email_verified", actor_id=user.id, subject_id=user.id)
         return user
@@ -246,7 +256,7 @@ class Accounts:
             )
             return SignInResult(None, "throttled", wait)
 
-        user = self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        user = self._user_by_email(email)
         if user is None:
             self.rt.hasher.burn(password)
             return self._failed(email, None, "unknown_user", counter)
@@ -262,7 +272,9 @@ class Accounts:
         user.last_sign_in_at = utcnow()
         throttle.clear(self.session, email)
         throttle.clear(self.session, counter)
-        audit.record(self.session, "user.sign_in", actor_id=user.id, subject_id=user.id, amr=["pwd"])
+        audit.record(
+            self.session, "user.sign_in", actor_id=user.id, subject_id=user.id, amr=["pwd"]
+        )
         return SignInResult(user, "ok")
 
     def _failed(
@@ -292,9 +304,15 @@ class Accounts:
             email = normalize_email(email)
         except InvalidEmail:
             return
-        user = self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+        user = self._user_by_email(email)
         if user is None or not user.is_active:
-            audit.record(self.session, "user.password_reset_requested", outcome="failure", reason="unknown_user", email=email)
+            audit.record(
+                self.session,
+                "user.password_reset_requested",
+                outcome="failure",
+                reason="unknown_user",
+                email=email,
+            )
             return
         now = utcnow()
         if user.reset_requested_at and now - user.reset_requested_at < RESET_MAIL_INTERVAL:
@@ -302,11 +320,13 @@ class Accounts:
         # Stamping the request time invalidates every older link (AUTH-16).
         user.reset_requested_at = now
         token = self.rt.links.sign(RESET, str(user.id), self._reset_state(user))
-        self._mail(user.email, "reset_password", user=user, link=f"{self.settings.issuer}/reset-password/{token}")
+        link = f"{self.settings.issuer}/reset-password/{token}"
+        self._mail(user.email, "reset_password", user=user, link=link)
         audit.record(self.session, "user.password_reset_requested", subject_id=user.id)
 
     def check_reset_link(self, token: str) -> User:
-        return self._user_for_link(RESET, token, self.settings.reset_link_lifetime, self._reset_state)
+        lifetime = self.settings.reset_link_lifetime
+        return self._user_for_link(RESET, token, lifetime, self._reset_state)
 
     def reset_password(self, token: str, new_password: str) -> User:
         user = self.check_reset_link(token)
@@ -325,8 +345,16 @@ class Accounts:
         return user
 
     def change_password(self, user: User, current: str, new: str, keep_session: str | None) -> None:
-        if len(current) > self.settings.password_max_length or not self.rt.hasher.verify(user.password_hash, current):
-            audit.record(self.session, "user.password_changed", outcome="failure", actor_id=user.id, subject_id=user.id, reason="wrong_password")
+        too_long = len(current) > self.settings.password_max_length
+        if too_long or not self.rt.hasher.verify(user.password_hash, current):
+            audit.record(
+                self.session,
+                "user.password_changed",
+                outcome="failure",
+                actor_id=user.id,
+                subject_id=user.id,
+                reason="wrong_password",
+            )
             raise WrongPassword()
         self.check_password(new, user.email.split("@")[0], user.name or "")
         if new == current:
@@ -342,6 +370,9 @@ class Accounts:
         user.password_changed_at = utcnow()
 
     # Helpers -----------------------------------------------------------------------
+
+    def _user_by_email(self, email: str) -> User | None:
+        return self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
 
     def _user_for_link(self, purpose: str, token: str, max_age: int, state) -> User:  # type: ignore[no-untyped-def]
         user_id, fp = self.rt.links.load(purpose, token, max_age)
