@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
 
 from identity.errors import InvalidInput
 from identity.models.base import utcnow
+from identity.models.session import LoginSession
 from identity.models.user import User
 from tests.conftest import PASSWORD, csrf_token, form_post, sign_in
 from tests.functional.conftest import (
@@ -283,3 +285,31 @@ def test_create_user_refuses_a_duplicate(app):
     add_user(app, "dup@example.org")
     with pytest.raises(InvalidInput, match="already exists"):
         add_user(app, "DUP@example.org")
+
+
+def test_AUTH_18_no_security_questions_or_password_hints(client):
+    """Registration asks only for email, name and password: no questions, no hints."""
+    html = client.get("/register").data.decode()
+    inputs = set(re.findall(r'<input[^>]* name="([^"]+)"', html))
+    assert inputs == {"csrf_token", "invite", "email", "name", "password"}
+    assert "security question" not in html.lower()
+
+
+def test_AUTH_10_only_sign_in_creates_a_session(app, client, mailbox):
+    """Registering, verifying and resetting never sign the browser in by themselves."""
+    register(client)
+    form_post(client, mailbox.last_link("new@example.org"), {})
+    assert client.get("/account").status_code == 302
+    form_post(client, "/forgot-password", {"email": "new@example.org"})
+    form_post(client, mailbox.last_link("new@example.org"), {"password": "a brand new passphrase"})
+    assert client.get("/account").status_code == 302
+    assert count(app, LoginSession) == 0
+
+
+def test_INPUT_13_flow_steps_cannot_be_skipped(app, client):
+    """Verification and reset need their token: no endpoint skips that step."""
+    for path in ("/verify-email/", "/reset-password/", "/verify-email", "/reset-password"):
+        assert client.get(path).status_code == 404, path
+    # A registration alone leaves the address unverified until the link is used.
+    assert register(client, "x@example.org").status_code == 303
+    assert get_user(app, "x@example.org").email_verified_at is None

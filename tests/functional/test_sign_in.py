@@ -249,3 +249,40 @@ def test_sign_in_a_device_cookie_never_replaces_the_password(client, make_user):
     form_post(client, "/sign-out", {})
     assert sign_in(client, password="wrong password here").status_code == 200
     assert client.get("/account").status_code == 302
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["' OR 1=1--@example.org", "alice@example.org' --", "\"; DROP TABLE users; --@x.org"],
+)
+def test_INPUT_04_sql_in_the_login_identifier_is_inert(app, client, user, email):
+    """SQL in the email field is just a wrong email: generic failure, no error, no effect."""
+    response = sign_in(client, email, PASSWORD)
+    assert response.status_code == 200
+    assert FAILED in response.data.decode()
+    assert get_user(app, "alice@example.org") is not None
+
+
+def test_INPUT_09_huge_email_is_refused_quickly(client, argon_calls):
+    """A 50 kB email is refused by the form before any parsing or hashing."""
+    response = sign_in(client, "a" * 50_000 + "@example.org", PASSWORD)
+    assert response.status_code == 400
+    assert argon_calls.verifies == 0
+
+
+def test_WEB_11_credentials_in_the_query_string_do_nothing(client, user):
+    """Credentials sent in the URL neither sign in on GET nor count on POST."""
+    query = {"email": "alice@example.org", "password": PASSWORD}
+    assert client.get("/sign-in", query_string=query).status_code == 200
+    token = csrf_token(client.get("/sign-in").data)
+    response = client.post("/sign-in", query_string=query, data={"csrf_token": token})
+    assert response.status_code == 400
+    assert cookie_value(client, "identity_session") is None
+
+
+@pytest.mark.parametrize("raw_path", ["//evil.example", "//evil.example/", "///evil.example"])
+def test_BCP_04_double_slash_paths_never_redirect_off_site(client, raw_path):
+    """A raw //host path is a missing page, not a redirect to that host."""
+    response = client.get("/", environ_overrides={"PATH_INFO": raw_path})
+    assert response.status_code == 404
+    assert "Location" not in response.headers
