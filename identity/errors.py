@@ -118,6 +118,10 @@ def store_unavailable(error: OperationalError) -> bool:
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(IdentityError)
     def _identity_error(error: IdentityError) -> ResponseReturnValue:
+        if error.status_code >= 500 and not isinstance(error, ServiceUnavailable):
+            # A server-side fault (e.g. keys that do not decrypt): log it, show nothing.
+            log.error(error.message, extra={"event": "error.server", "code": error.code})
+            return error_response(500, "server_error", IdentityError.message)
         return error_response(error.status_code, error.code, error.message)
 
     @app.errorhandler(HTTPException)

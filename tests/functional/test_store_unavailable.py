@@ -38,3 +38,20 @@ def test_LOG_05_redis_outage_on_rate_limited_page_is_503(tmp_path, database_url)
     app.config["WTF_CSRF_ENABLED"] = False
     response = app.test_client().post("/sign-in", data={"email": "a@example.org", "password": "x" * 12})
     assert response.status_code == 503
+
+
+def test_REL_09_keys_under_another_secret_give_a_generic_500(app_factory, tmp_path):
+    """Signing keys that do not decrypt with the configured secret answer a generic 500
+    that does not describe the key problem (the log does)."""
+    from identity.extensions import db
+    from identity.oauth.keys import ensure_keys
+
+    first = app_factory()
+    with first.app_context():
+        ensure_keys(db.session, first.extensions["identity"].keys.cipher, ("ES256",))
+        db.session.commit()
+    other = app_factory(secret_key="another-secret-key-" + "y" * 32)
+    response = other.test_client().get("/jwks.json")
+    assert response.status_code == 500
+    assert "decrypt" not in response.get_data(as_text=True)
+    assert response.json["error"] == "server_error"
