@@ -47,6 +47,9 @@ def configure_logging(level: str = "INFO") -> None:
     # Werkzeug's own request lines would duplicate ours.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Authlib logs every issued token ("Issue token {...}") and request details at DEBUG:
+    # even IDENTITY_LOG_LEVEL=DEBUG must not put tokens in the logs (RFC 9700 4.3, BCP-47).
+    logging.getLogger("authlib").setLevel(logging.INFO)
 
 
 def setup_request_logging(app: Flask) -> None:
