@@ -63,7 +63,7 @@ def init(admin_email: str) -> None:
 @click.option(
     "--server",
     type=click.Choice(["granian", "gunicorn"]),
-    default="granian",
+    default="gunicorn",
     show_default=True,
     help="HTTP server: granian (Rust I/O, threads per worker) or gunicorn (sync workers).",
 )
