@@ -291,3 +291,22 @@ def test_BCP_13_malformed_verifiers_are_refused(app, make_client, user, client, 
     response = redeem(client, rp, code, verifier)
     assert response.status_code == 400
     assert response.json["error"] in ("invalid_grant", "invalid_request")
+
+
+# BCP-14 (P2) ----------------------------------------------------------------------------
+
+
+def test_BCP_14_a_constant_challenge_is_no_replay_protection(app, make_client, user, client):
+    """Codes requested with the same challenge and nonce are still each single-use: the
+    server never treats a repeated challenge as binding one code to one flow."""
+    rp = make_client(first_party=True)
+    browser = signed_in_browser(app)
+    verifier, challenge = pkce_pair()
+    codes = [
+        code_with(browser, rp, code_challenge=challenge, code_challenge_method="S256", nonce="same")
+        for _ in range(5)
+    ]
+    assert len(set(codes)) == 5
+    for code in codes:
+        assert redeem(client, rp, code, verifier).status_code == 200
+        assert redeem(client, rp, code, verifier).json["error"] == "invalid_grant"
