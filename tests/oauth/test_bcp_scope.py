@@ -193,3 +193,30 @@ def test_BCP_32_device_flow_scope_is_limited_to_the_client(make_client, client):
     with client.application.app_context():
         row = db.session.query(DeviceAuthorization).one()
         assert set(row.scope.split()) == {"openid", "profile"}
+
+
+# BCP-33 (P2) ----------------------------------------------------------------------------
+
+
+def test_BCP_33_sender_constrained_tokens_are_not_claimed(app, make_client, user, client):
+    """DPoP and mTLS binding are not offered, and nothing pretends they are: discovery
+    advertises neither, and a DPoP header still yields a plain, unbound Bearer token."""
+    document = client.get("/.well-known/openid-configuration").json
+    assert "dpop_signing_alg_values_supported" not in document
+    assert not document.get("tls_client_certificate_bound_access_tokens")
+    rp = make_client(first_party=True)
+    page, verifier = authorize(signed_in_browser(app), rp, "openid")
+    code = query(page.headers["Location"])["code"][0]
+    response = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": rp.redirect_uri,
+            "code_verifier": verifier,
+        },
+        headers={**rp.basic_auth(), "DPoP": "eyJhbGciOiJFUzI1NiJ9.e30.c2ln"},
+    )
+    assert response.status_code == 200, response.json
+    assert response.json["token_type"] == "Bearer"
+    assert "cnf" not in introspect(client, rp, response.json["access_token"])
