@@ -13,7 +13,6 @@ through the session with the library's own client authentication.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -411,30 +410,28 @@ def test_device_flow(site: RPSite, make_rp: MakeRP) -> None:
         )
         assert started.status_code == 200, started.text
         grant = started.json()
-        approver = threading.Timer(1.5, approve_device, (site, grant["user_code"]))
-        approver.start()
         polls: list[str] = []
         interval = grant["interval"]
         deadline = time.monotonic() + 30
-        try:
-            while True:
-                time.sleep(interval)
-                try:
-                    token = dict(
-                        session.fetch_token(
-                            metadata["token_endpoint"],
-                            grant_type=DEVICE_GRANT,
-                            device_code=grant["device_code"],
-                        )
+        while True:
+            time.sleep(interval)
+            try:
+                token = dict(
+                    session.fetch_token(
+                        metadata["token_endpoint"],
+                        grant_type=DEVICE_GRANT,
+                        device_code=grant["device_code"],
                     )
-                    break
-                except OAuthError as error:
-                    polls.append(error.error)
-                    assert error.error in ("authorization_pending", "slow_down"), error
-                    interval += 5 if error.error == "slow_down" else 0
-                    assert time.monotonic() < deadline, polls
-        finally:
-            approver.join()
+                )
+                break
+            except OAuthError as error:
+                polls.append(error.error)
+                assert error.error in ("authorization_pending", "slow_down"), error
+                interval += 5 if error.error == "slow_down" else 0  # RFC 8628 section 3.5
+                assert time.monotonic() < deadline, polls
+            if len(polls) == 1:
+                # The device has been told to wait: now the user approves, between polls.
+                approve_device(site, grant["user_code"])
     assert "authorization_pending" in polls
     claims = rp.parse_id_token(token)
     assert claims["sub"] == site.user_id

@@ -219,8 +219,9 @@ def test_device_flow(site: RPSite) -> None:
         assert first.get("event") == "device_authorization", first
         assert first["verification_uri"] == site.issuer + "/device"
         assert first["verification_uri_complete"].endswith(first["user_code"])
-        time.sleep(1.5)  # let the library poll at least once before the user approves
-        approve_device(site, first["user_code"])
+        poll = json.loads(process.stdout.readline())  # the library was told to wait...
+        assert poll == {"event": "poll", "error": "authorization_pending"}, poll
+        approve_device(site, first["user_code"])  # ...and the user approves meanwhile
         stdout, stderr = process.communicate(timeout=NODE_TIMEOUT)
     finally:
         if process.poll() is None:

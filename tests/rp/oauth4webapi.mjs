@@ -10,8 +10,8 @@
 // logout.
 //
 // The last line of stdout is the result ({"ok": true, ...} or {"ok": false, "error": ...});
-// earlier lines are events the test reacts to (the device flow prints its user_code and
-// keeps polling while the test approves it). Every protocol check is the library's own:
+// earlier lines are events the test reacts to (the device flow prints its user_code, then
+// each refused poll, and keeps polling while the test approves it). Every protocol check is the library's own:
 // the only option relaxed is allowInsecureRequests, because the test server listens on
 // plain http on the loopback interface.
 //
@@ -465,6 +465,7 @@ const scenarios = {
       } catch (error) {
         if (!(error instanceof oauth.ResponseBodyError)) throw error
         seen.push(error.error)
+        emit({ event: 'poll', error: error.error })
         if (error.error === 'slow_down') interval += 5 // RFC 8628 section 3.5
         else if (error.error !== 'authorization_pending') throw error
       }
