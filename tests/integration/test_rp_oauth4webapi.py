@@ -262,9 +262,9 @@ def test_rp_initiated_logout(site: RPSite) -> None:
     assert "code" not in result["prompt_none_callback"]
 
 
-def test_server_refuses_what_the_library_would_not_send(site: RPSite) -> None:
-    """Sanity check of the harness: a token request with a wrong client secret is refused,
-    so the successes above are the library's and the server's, not a lax server's."""
+def test_wrong_client_secret_is_refused(site: RPSite) -> None:
+    """Sanity check: the same server refuses a wrong client secret with 401 invalid_client,
+    so the successes above are not those of a lax server."""
     client = site.clients["web"]
     response = requests.post(
         site.issuer + "/oauth/token",
