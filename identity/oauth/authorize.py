@@ -26,6 +26,7 @@ from identity.models.base import utcnow
 from identity.models.oauth import Consent, PendingAuthorization
 from identity.models.session import LoginSession
 from identity.models.user import User
+from identity.oauth.scopes import SCOPE_CLAIMS
 from identity.runtime import runtime
 from identity.tokens import new_token, token_hash
 
@@ -288,7 +289,20 @@ def needs_consent(session: Session, authz: Authorization, user: User) -> bool:
     granted = session.execute(
         select(Consent.scopes).where(Consent.user_id == user.id, Consent.client_pk == client.pk)
     ).scalar_one_or_none()
-    return granted is None or not set(authz.scopes) <= set(granted)
+    if granted is None or not set(authz.scopes) <= set(granted):
+        return True
+    # OIDC Core 5.5: claims asked for one by one are released like scopes, so they need
+    # consent too. Consents are remembered per scope: claims beyond the granted scopes'
+    # claims are asked for again each time.
+    covered = {claim for scope in granted for claim in SCOPE_CLAIMS.get(scope, ())}
+    return not requested_claims(authz) <= covered
+
+
+def requested_claims(authz: Authorization) -> set[str]:
+    """User claims named in the claims parameter, for the ID token or for UserInfo."""
+    request = authz.request.claims_request or {}
+    names = set(request.get("userinfo") or {}) | set(request.get("id_token") or {})
+    return {name for claims in SCOPE_CLAIMS.values() for name in claims} & names
 
 
 def remember_consent(session: Session, user: User, client: Any, scopes: list[str]) -> None:

@@ -87,7 +87,7 @@ def run(
         if decision.action == "login":
             return sign_in_first(token, authz.params.get("login_hint", ""))
         form = ConsentForm(request_id=token)
-        claims = sorted((authz.request.claims_request or {}).get("userinfo") or {})
+        claims = sorted(flow.requested_claims(authz))  # for UserInfo or the ID token
         return render_template(
             "oauth/consent.html",
             form=form,

@@ -542,3 +542,20 @@ def test_TOK_18_replay_window_outlives_the_assertion(jose):
     assert assertion_request(jose.browser, assertion).status_code == 200
     with time_machine.travel(now + 290, tick=False):
         assert assertion_request(jose.browser, assertion).json["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("target", ["userinfo", "id_token"])
+def test_TOK_13_claims_request_beyond_consent_needs_consent(client, user, make_client, target):
+    """After consenting to scope openid only, a claims request for the email is not honoured
+    silently: prompt=none gets consent_required and the consent page lists the claim."""
+    import json
+
+    rp = make_client()
+    flow = ModeFlow(client, "query")
+    flow.tokens(rp, scope="openid")
+    claims = json.dumps({target: {"email": None}})
+    response, _ = flow.start(rp, scope="openid", claims=claims, prompt="none")
+    assert callback(response, rp.redirect_uri)["error"] == "consent_required"
+    page, _ = flow.start(rp, scope="openid", claims=claims)
+    assert page.status_code == 200 and b'action="/authorize/consent"' in page.data
+    assert b"email" in page.data
