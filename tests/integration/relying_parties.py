@@ -74,10 +74,10 @@ def start_site(harness: Harness) -> RPSite:
 
     * ``web``: confidential (client_secret_basic), code + refresh, consent shown, a
       post-logout redirect URI; its ID tokens are ES256 (the CLI's default).
-    * ``rs256``: public (none, PKCE only), first party, ID tokens signed with RS256.
+    * ``rs256`` (also ``device``): a public native app (none, PKCE only), first party, ID
+      tokens signed with RS256, code flow and device flow (RFC 8628).
     * ``rs``: a resource server (client_secret_post) that may introspect any token and
       gets tokens of its own with client_credentials.
-    * ``device``: public device-flow client (RFC 8628).
     * ``jwt``: client_credentials with private_key_jwt, its public key registered with
       --jwks (the private one stays with the relying party).
     """
@@ -127,13 +127,15 @@ def start_site(harness: Harness) -> RPSite:
         )
         rs256 = pool.submit(
             create,
-            "RS256 public RP",
+            "Native app",
             "--redirect-uri",
             redirect_uri,
             "--grant-type",
             "authorization_code",
             "--grant-type",
             "refresh_token",
+            "--grant-type",
+            DEVICE_GRANT,
             "--auth-method",
             "none",
             "--id-token-alg",
@@ -150,16 +152,6 @@ def start_site(harness: Harness) -> RPSite:
             "--scope",
             "roles",
             "--resource-server",
-        )
-        device = pool.submit(
-            create,
-            "TV app",
-            "--grant-type",
-            DEVICE_GRANT,
-            "--grant-type",
-            "refresh_token",
-            "--auth-method",
-            "none",
         )
         jwt_client = pool.submit(
             create,
@@ -188,9 +180,7 @@ def start_site(harness: Harness) -> RPSite:
     site.clients["rs"] = RegisteredClient(
         rs.result()["client_id"], "client_secret_post", rs.result()["client_secret"]
     )
-    site.clients["device"] = RegisteredClient(
-        device.result()["client_id"], "none", None, None, None, "ES256"
-    )
+    site.clients["device"] = site.clients["rs256"]  # the same native app on a TV
     site.clients["jwt"] = RegisteredClient(
         jwt_client.result()["client_id"], "private_key_jwt", private_jwk=private_jwk
     )

@@ -231,7 +231,7 @@ def test_device_flow(site: RPSite) -> None:
     assert "authorization_pending" in result["polls"]
     assert result["claims"]["sub"] == site.user_id
     assert result["claims"]["aud"] == site.clients["device"].client_id
-    assert result["id_token_header"]["alg"] == "ES256"
+    assert result["id_token_header"]["alg"] == "RS256"
     assert result["userinfo"]["email"] == USER_EMAIL
     assert result["has_refresh_token"] is True
     assert result["reuse_error"] == "invalid_grant"
