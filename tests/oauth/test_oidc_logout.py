@@ -247,4 +247,3 @@ def test_OIDC_60_logout_without_a_session_still_redirects_with_a_valid_hint(app,
     )
     assert response.status_code in (302, 303)
     assert response.headers["Location"] == LOGGED_OUT + "?state=x"
-
