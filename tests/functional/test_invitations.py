@@ -59,6 +59,9 @@ def test_AUTH_14_invitation_registers_once(invite_app, invite_mailbox):
     page = invite_app.test_client().get("/register", query_string={"invite": token})
     assert page.status_code == 200
     assert f'name="invite" type="hidden" value="{token}"' in page.data.decode()
+    # A mail scanner's HEAD sees the same page as a GET (it used to be taken for a POST).
+    head = invite_app.test_client().head("/register", query_string={"invite": token})
+    assert head.status_code == 200
     response = register(invite_app, token)
     assert response.status_code == 303
     assert response.headers["Location"] == "/register/sent"
