@@ -227,3 +227,37 @@ def test_BCP_20_code_lifetime_is_at_most_ten_minutes():
     with pytest.raises(ValidationError):
         Settings(authorization_code_lifetime=601)
     assert Settings(authorization_code_lifetime=600).authorization_code_lifetime == 600
+
+
+def test_BCP_17_twenty_parallel_device_code_polls_yield_exactly_one_token(
+    app, make_client, browser
+):
+    """The device code is a one-time credential too: after approval, of 20 concurrent
+    token requests exactly one gets tokens."""
+    from tests.conftest import csrf_token
+
+    device = make_client(grant_types=["urn:ietf:params:oauth:grant-type:device_code"])
+    started = browser.post(
+        "/oauth/device_authorization", data={"scope": "openid"}, headers=device.basic_auth()
+    ).json
+    page = browser.get("/device")
+    confirm = browser.post(
+        "/device", data={"csrf_token": csrf_token(page.data), "user_code": started["user_code"]}
+    )
+    approved = browser.post(
+        "/device/confirm",
+        data={
+            "csrf_token": csrf_token(confirm.data),
+            "user_code": started["user_code"],
+            "decision": "allow",
+        },
+    )
+    assert approved.status_code == 200
+    data = {
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "device_code": started["device_code"],
+    }
+    responses = race(app, 20, lambda c: token_request(c, device, **data))
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200] + [400] * 19, [r.json for r in responses]
+    assert {r.json["error"] for r in responses if r.status_code == 400} == {"invalid_grant"}

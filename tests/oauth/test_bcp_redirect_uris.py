@@ -434,6 +434,31 @@ def test_BCP_05_bad_client_or_redirect_uri_shows_our_own_page(app, make_client, 
     assert_error_page(app, response)
 
 
+def test_BCP_05_another_clients_pushed_request_is_not_used(app, make_client, user):
+    """A PAR request_uri presented with another client's client_id shows our error page."""
+    owner = make_client(redirect_uris=[REGISTERED], first_party=True)
+    other = make_client(redirect_uris=[EVIL], first_party=True)
+    _, challenge = pkce_pair()
+    pushed = app.test_client().post(
+        "/oauth/par",
+        data={
+            "response_type": "code",
+            "redirect_uri": REGISTERED,
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+        headers=owner.basic_auth(),
+    )
+    assert pushed.status_code == 201, pushed.json
+    browser = signed_in_browser(app)
+    response = browser.get(
+        "/authorize?"
+        + urlencode({"client_id": other.client_id, "request_uri": pushed.json["request_uri"]})
+    )
+    assert_error_page(app, response)
+
+
 def test_BCP_05_error_page_for_strangers_too(app, make_client, client):
     """A browser that is not signed in gets the error page, not a sign-in redirect."""
     rp = make_client(redirect_uris=[REGISTERED])
