@@ -45,11 +45,29 @@ def not_redirected_to_client(response: Any) -> bool:
     return not location or (location.startswith("/") and not location.startswith("//"))
 
 
-def signed_in_browser(app: Flask) -> FlaskClient:
-    """A browser of ``app`` signed in as alice (who must exist)."""
+def signed_in_browser(app: Flask, *, via_form: bool = False) -> FlaskClient:
+    """A browser of ``app`` signed in as alice (who must exist). By default the login
+    session is started directly, as a password sign-in would (the sign-in form costs an
+    argon2 verification per test); ``via_form`` goes through the real form."""
     browser = app.test_client()
-    response = sign_in(browser)
-    assert response.status_code == 303, response.data
+    if via_form:
+        response = sign_in(browser)
+        assert response.status_code == 303, response.data
+        return browser
+    from identity.extensions import db
+    from identity.models.user import User
+    from identity.sessions import acr_for, cookie_name, policy, service
+
+    settings = app.extensions["identity"].settings
+    with app.app_context():
+        user = db.session.execute(
+            select(User).where(User.email == "alice@example.org")
+        ).scalar_one()
+        token, _ = service.start(
+            db.session, user, policy(settings), amr=["pwd"], acr=acr_for(["pwd"]), ip="127.0.0.1"
+        )
+        db.session.commit()
+    browser.set_cookie(cookie_name(settings), token)
     return browser
 
 
