@@ -114,7 +114,7 @@ def run(
     return deliver(authz.redirect_uri, authz.response_mode, params_out)
 
 
-def sign_in_first(request_id: str, login_hint: str) -> Response:
+def sign_in_first(request_id: str, login_hint: str) -> ResponseReturnValue:
     return redirect(
         url_for(
             "accounts.sign_in",
@@ -131,7 +131,7 @@ def answer_error(
     """Send an error to the client's validated redirect URI, but (RFC 9700 section 4.11.2)
     only after the user has signed in, silent ``prompt=none`` requests excepted, and never
     automatically to a self-registered client nobody reviewed (BCP-07)."""
-    client = server().query_client(params.get("client_id"))
+    client = server().query_client(params.get("client_id") or "")
     silent = "none" in (params.get("prompt") or "").split()
     if g.login_session is None and not silent:
         token = pending_token or flow.save_pending_params(db.session, client, dict(params))
