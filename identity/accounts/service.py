@@ -31,8 +31,9 @@ from identity.tokens import new_token, token_hash
 
 VERIFY = "verify-email"
 RESET = "reset-password"
-# A second reset mail for the same account within this window is not sent (mail bombing).
-RESET_MAIL_INTERVAL = timedelta(seconds=60)
+# A second reset or verification mail for the same account within this window is not
+# sent (mail bombing, INPUT-14).
+MAIL_INTERVAL = timedelta(seconds=60)
 
 
 class PasswordRejected(InvalidInput):
@@ -124,11 +125,13 @@ class Accounts:
         email = normalize_email(email)
         name = clean_name(name)
         self.check_password(password, email.split("@")[0], name or "")
-        invitation = None
-        if mode == "invite":
-            invitation = self.find_invitation(invitation_token)
-            if invitation is None or (invitation.email and invitation.email != email):
-                raise InvitationRequired()
+        # An invitation is required in invite mode; in open mode a valid one still counts,
+        # so the role it carries is given (a stale one there is simply not used).
+        invitation = self.find_invitation(invitation_token) if invitation_token else None
+        if invitation is not None and invitation.email and invitation.email != email:
+            invitation = None
+        if mode == "invite" and invitation is None:
+            raise InvitationRequired()
 
         existing = self._user_by_email(email)
         password_hash = self.rt.hasher.hash(password)  # same cost whether or not it is used
@@ -211,6 +214,7 @@ class Accounts:
         return (VERIFY, str(user.id), user.email, user.email_verified_at is None)
 
     def send_verification(self, user: User) -> None:
+        user.verification_sent_at = utcnow()
         token = self.rt.links.sign(VERIFY, str(user.id), self._verify_state(user))
         link = f"{self.settings.issuer}/verify-email/{token}"
         self._mail(user.email, "verify_email", user=user, link=link)
@@ -222,13 +226,17 @@ class Accounts:
         except InvalidEmail:
             return
         user = self._user_by_email(email)
-        if user is not None and not user.is_verified and user.is_active:
-            self.send_verification(user)
+        if user is None or user.is_verified or not user.is_active:
+            return
+        sent = user.verification_sent_at
+        if sent is not None and utcnow() - sent < MAIL_INTERVAL:
+            return  # one mail a minute per account, whatever the per-IP limits allow
+        self.send_verification(user)
 
     def verify_email(self, token: str) -> User:
         lifetime = self.settings.verification_link_lifetime
         user = self._user_for_link(VERIFY, token, lifetime, self._verify_state)
-        user.email_verified_at = utcnow()
+        user.email_verified_at = user.updated_at = utcnow()
         audit.record(self.session, "user.email_verified", actor_id=user.id, subject_id=user.id)
         return user
 
@@ -315,7 +323,7 @@ class Accounts:
             )
             return
         now = utcnow()
-        if user.reset_requested_at and now - user.reset_requested_at < RESET_MAIL_INTERVAL:
+        if user.reset_requested_at and now - user.reset_requested_at < MAIL_INTERVAL:
             return
         # Stamping the request time invalidates every older link (AUTH-16).
         user.reset_requested_at = now
@@ -335,7 +343,7 @@ class Accounts:
         user.reset_requested_at = None
         # The mailbox received the link, so it is proven to be the user's.
         if user.email_verified_at is None:
-            user.email_verified_at = utcnow()
+            user.email_verified_at = user.updated_at = utcnow()
         # Every session ends, including one an attacker may have held (SESS-05).
         login_sessions.end_all(self.session, user.id)
         # Refresh tokens and access tokens die with the old password (BCP-28).

@@ -89,7 +89,10 @@ def sign_in_page() -> ResponseReturnValue:
     if result.user is None:
         db.session.commit()  # the failure is audited and counted
         if result.reason == "throttled":
-            message = f"Too many failed attempts. Try again in {result.retry_after} seconds."
+            wait = result.retry_after
+            message = (
+                f"Too many failed attempts. Try again in {wait} second{'s' if wait != 1 else ''}."
+            )
             page = render_template("accounts/sign_in.html", form=form, error=message)
             return page, 429, {"Retry-After": str(result.retry_after)}
         return render_template("accounts/sign_in.html", form=form, error=SIGN_IN_FAILED), 200
@@ -142,9 +145,7 @@ def register() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("accounts/register.html", form=form), 400 if form.errors else 200
     try:
-        accounts().register(
-            form.email.data or "", form.password.data or "", form.name.data, invite
-        )
+        accounts().register(form.email.data or "", form.password.data or "", form.name.data, invite)
     except InvalidInput as error:
         db.session.rollback()
         return render_template("accounts/register.html", form=form, error=error.message), 400

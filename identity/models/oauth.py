@@ -104,6 +104,8 @@ class RefreshToken(Base):
     acr: Mapped[str | None] = mapped_column(String(100))
     # The login session the grant came from; None for offline_access grants.
     sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    # The OIDC claims request of the original authorization, kept for refreshed tokens.
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     family_expires_at: Mapped[datetime]

@@ -30,10 +30,14 @@ class User(Base):
     email_verified_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # When the profile (the claims) last changed: the OIDC ``updated_at`` claim. Set
+    # explicitly, so that sign-ins and password changes do not count.
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Issuing a reset link stamps this, so the newest link invalidates older ones.
     reset_requested_at: Mapped[datetime | None]
+    # Last verification mail, so resends cannot bomb a mailbox.
+    verification_sent_at: Mapped[datetime | None]
     last_sign_in_at: Mapped[datetime | None]
 
     roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="selectin")

@@ -36,6 +36,8 @@ from identity.oauth import tokens as token_store
 from identity.oauth.metadata import AUTH_METHODS
 from identity.oauth.tokens import GrantContext
 from identity.runtime import runtime
+from identity.sessions import policy as session_policy
+from identity.sessions.service import alive_by_sid
 from identity.tokens import token_hash
 
 # Scopes that only make sense with a user; client_credentials tokens never carry them.
@@ -268,6 +270,14 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
         if row.expires_at <= now or row.family_expires_at <= now:
             return None  # idle or absolute lifetime over (BCP-29)
         settings = runtime().settings
+        if (
+            row.sid is not None
+            and alive_by_sid(db.session, row.sid, session_policy(settings)) is None
+        ):
+            # Without offline_access a grant ends with the login session it came from
+            # (OIDC Core 11); refreshing also counts as activity that keeps it alive.
+            token_store.revoke_family(db.session, row.family_id, settings.access_token_lifetime)
+            return None
         grace = timedelta(seconds=settings.refresh_token_grace_period)
         if row.rotated_at is not None and now - row.rotated_at < grace:
             return RefreshTokenView(row)  # a concurrent refresh within the grace window
@@ -315,6 +325,7 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
             sid=row.sid,
             family_id=row.family_id,
             family_expires_at=row.family_expires_at,
+            claims=row.claims,
         )
 
 

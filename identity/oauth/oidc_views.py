@@ -16,10 +16,9 @@ from identity.oauth.metadata import AUTH_METHODS, GRANT_TYPES
 from identity.oauth.scopes import CLAIMS_SUPPORTED, KNOWN_SCOPES, released_claims
 from identity.oauth.server import NO_STORE, endpoint_urls, server
 from identity.runtime import runtime
-from identity.sessions import current_user, sign_out
+from identity.sessions import ACR_ONE_FACTOR, current_user, sign_out
 
 bp = Blueprint("oidc", __name__)
-ACR_VALUES = ["pwd"]
 
 
 def _public_json(body: dict[str, Any], max_age: int) -> Response:
@@ -74,7 +73,7 @@ def metadata() -> dict[str, Any]:
         "require_pushed_authorization_requests": False,
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "acr_values_supported": ACR_VALUES,
+        "acr_values_supported": [ACR_ONE_FACTOR],
         "display_values_supported": ["page", "popup", "touch"],
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],

@@ -33,14 +33,19 @@ def start(
     acr: str | None = None,
     ip: str | None = None,
     user_agent: str | None = None,
+    sid: str | None = None,
     now: datetime | None = None,
 ) -> tuple[str, LoginSession]:
-    """Create a session record; returns the cookie value (shown once) and the record."""
+    """Create a session record; returns the cookie value (shown once) and the record.
+
+    ``sid`` carries the public session id over when the same user signs in again in the
+    same browser: the cookie changes (SESS-02), the grants bound to the session stay.
+    """
     now = now or utcnow()
     token = new_token()
     record = LoginSession(
         id_hash=token_hash(token),
-        sid=new_token(16),
+        sid=sid or new_token(16),
         user_id=user.id,
         created_at=now,
         last_seen_at=now,
@@ -68,6 +73,24 @@ def resolve(
     idle_expired = record.last_seen_at + policy.idle_timeout <= now
     if record.expires_at <= now or idle_expired or not record.user.is_active:
         session.delete(record)
+        return None
+    if now - record.last_seen_at >= TOUCH_INTERVAL:
+        record.last_seen_at = now
+    return record
+
+
+def alive_by_sid(
+    session: Session, sid: str, policy: SessionPolicy, now: datetime | None = None
+) -> LoginSession | None:
+    """The live session with this public id, touched as activity (a client refreshing its
+    tokens counts as use, as in Keycloak); None when it ended or timed out."""
+    now = now or utcnow()
+    record = session.execute(
+        select(LoginSession).where(LoginSession.sid == sid)
+    ).scalar_one_or_none()
+    if record is None:
+        return None
+    if record.expires_at <= now or record.last_seen_at + policy.idle_timeout <= now:
         return None
     if now - record.last_seen_at >= TOUCH_INTERVAL:
         record.last_seen_at = now

@@ -223,6 +223,7 @@ def upgrade() -> None:
         sa.Column("amr", sa.JSON(), nullable=False),
         sa.Column("acr", sa.String(length=100), nullable=True),
         sa.Column("sid", sa.String(length=64), nullable=True),
+        sa.Column("claims", sa.JSON(), nullable=True),
         sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("family_expires_at", sa.DateTime(timezone=True), nullable=False),

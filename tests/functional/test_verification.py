@@ -148,3 +148,13 @@ def test_LOG_01_verification_is_audited(app, client, mailbox):
     events = audit_events(app, "user.email_verified")
     assert len(events) == 1
     assert events[0]["subject_id"] == events[0]["actor_id"] == user.id
+
+
+def test_INPUT_14_verification_resends_are_limited_per_account(client, make_user, mailbox):
+    """Asking again within a minute sends no second verification mail to the same address."""
+    from tests.conftest import form_post
+
+    make_user("late@example.org", verified=False)
+    for _ in range(3):
+        form_post(client, "/verify-email/resend", {"email": "late@example.org"})
+    assert len(mailbox.to("late@example.org")) == 1

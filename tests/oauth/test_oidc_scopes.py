@@ -120,10 +120,6 @@ def test_OIDC_35_id_token_claim_request_is_honoured(client, mode_flow, rp):
     assert "email" not in info
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refresh_tokens has no column for the claims request; needs a migration (reported)",
-)
 def test_OIDC_35_requested_claims_survive_a_refresh(client, mode_flow, rp):
     """Access tokens from a refresh keep the userinfo claims the user consented to."""
     from tests.oauth.conftest import token_request
