@@ -46,6 +46,19 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name in ASCII (IDNs as punycode) or an IP literal; nothing else may reach a
+    Location or a CSP header built from the URI."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOSTNAME.match(host))
+
+
 def check_redirect_uri(uri: Any, *, allow_private_scheme: bool = True) -> str:
     """A redirect URI that is safe to register, or InvalidRedirectUri."""
     if not isinstance(uri, str) or not uri or len(uri) > 2000:
@@ -67,8 +80,12 @@ def check_redirect_uri(uri: Any, *, allow_private_scheme: bool = True) -> str:
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise InvalidRedirectUri(f"redirect URI must not contain user info: {uri}")
     if scheme == "https":
-        if not parts.hostname:
-            raise InvalidRedirectUri(f"redirect URI has no host: {uri}")
+        if not parts.hostname or not _valid_host(parts.hostname):
+            raise InvalidRedirectUri(f"redirect URI has no valid host: {uri}")
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise InvalidRedirectUri(f"redirect URI has an invalid port: {uri}") from None
         return uri
     if scheme == "http":
         if not is_loopback_host(parts.hostname):
@@ -88,6 +105,7 @@ def check_https_uri(name: str, uri: Any) -> str:
         uri != uri.strip()
         or parts.scheme != "https"
         or not parts.hostname
+        or not _valid_host(parts.hostname)
         or parts.username is not None
         or any(ord(ch) < 0x21 for ch in uri)
     ):

@@ -634,3 +634,15 @@ def test_BCP_07_declining_redirects_only_to_the_registered_uri(app, make_client,
 def keys(app, monkeypatch):
     """Signing keys generated once per session (see bcp_support.install_keys)."""
     install_keys(app, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    ["https://rp.test;x/cb", "https://bücher.example/cb", "https://rp.test:99999/cb", "https://a_b.test/cb"],
+)
+def test_BCP_03_redirect_uri_hosts_must_be_dns_names_or_ip_literals(uri):
+    """Hosts with characters a DNS name cannot have (or a bad port) are refused at registration."""
+    from identity.oauth.metadata import InvalidRedirectUri, check_redirect_uri
+
+    with pytest.raises(InvalidRedirectUri):
+        check_redirect_uri(uri)
