@@ -127,7 +127,13 @@ class Resources(HTMLParser):
             self.inline.append("script")
 
 
+# The empty inline favicon: nothing is fetched, from here or elsewhere.
+EMPTY_ICON = "data:,"
+
+
 def same_origin(url: str) -> bool:
+    if url == EMPTY_ICON:
+        return True
     parts = urlsplit(url)
     return not parts.scheme and not parts.netloc and url.startswith("/")
 
