@@ -76,11 +76,28 @@ def serve(host: str, port: int, workers: int | None, server: str) -> None:
     with app_context() as app:
         if not migrate.is_current(db.engine):
             raise click.ClickException("the database schema is not current; run `identity init`")
+        require_signing_keys()
         settings = app.extensions["identity"].settings
         # The workers are forked from this process: close its connection first, so that no
         # worker inherits (and later closes) a socket it does not own.
         db.engine.dispose()
     run(settings, host=host, port=port, workers=workers or settings.workers, server=server)
+
+
+def require_signing_keys() -> None:
+    """Refuse to run without usable signing keys (REL-09): a missing key or a secret key
+    that cannot decrypt them is a clear error now, never an ephemeral key later."""
+    from identity.extensions import db
+    from identity.runtime import runtime
+
+    rt = runtime()
+    try:
+        ring = rt.keys.ring(db.session)
+    except ConfigError as error:
+        raise click.ClickException(error.message) from None
+    missing = [alg for alg in dict.fromkeys((rt.settings.signing_alg, "RS256")) if alg not in ring.signing]
+    if missing:
+        raise click.ClickException(f"no active {', '.join(missing)} signing key; run `identity init`")
 
 
 @cli.command()
@@ -104,6 +121,8 @@ def check(docs_path: Path | None) -> None:
         except Exception as error:  # noqa: BLE001 - report any connection failure plainly
             raise click.ClickException(f"database unreachable: {type(error).__name__}") from None
         head = migrate.head_revision(db.engine)
+        if current == head:
+            require_signing_keys()
     click.echo(f"env: {settings.env}")
     click.echo(f"issuer: {settings.issuer}")
     click.echo(f"database: {'sqlite' if settings.is_sqlite else 'postgresql'} (revision {current}, newest {head})")
