@@ -20,4 +20,5 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     setup.setup_web_security(app, settings)
     setup.setup_oauth(app, settings)
     setup.setup_blueprints(app)
+    setup.setup_fast_paths(app)
     return app

@@ -13,6 +13,8 @@ from flask import Flask, Response, g, has_request_context, request
 
 # Attributes every LogRecord has; anything else passed in ``extra`` becomes a JSON field.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# What json.dumps(entry, default=str, ensure_ascii=False) builds on every call, built once.
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 
 
 class JsonFormatter(logging.Formatter):
@@ -32,7 +34,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         # json.dumps escapes control characters, so a CR/LF in user input cannot forge a
         # second log line (LOG-03).
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import re
-import secrets
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -57,11 +57,18 @@ def setup_proxy(app: Flask, settings: Settings) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
 
 
+def new_request_id() -> str:
+    """16 hex digits. A request id only correlates log lines and is shown to the user, so
+    it needs to be unique, not secret: the random module's generator (which reseeds itself
+    in every forked worker) instead of a getrandom() system call on every request."""
+    return f"{random.getrandbits(64):016x}"
+
+
 def setup_request_id(app: Flask) -> None:
     @app.before_request
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else secrets.token_hex(8)
+        g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else new_request_id()
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
@@ -71,28 +78,45 @@ def setup_request_id(app: Flask) -> None:
 
 
 def setup_security_headers(app: Flask, settings: Settings) -> None:
-    https = settings.issuer_is_https
+    # Each header is set unless the view set its own. One pass over the response's headers
+    # instead of one ``setdefault`` scan per header: this hook runs on every answer.
+    always = [
+        ("X-Content-Type-Options", "nosniff"),
+        # same-origin, not no-referrer: over https Flask-WTF refuses a POST without a
+        # same-origin Referer, so no-referrer broke every form in real browsers. Other
+        # origins still get no Referer at all (BCP-41).
+        ("Referrer-Policy", REFERRER_POLICY),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+    ]
+    html_only = [("Content-Security-Policy", CONTENT_SECURITY_POLICY)]
+    https_only = [("Strict-Transport-Security", "max-age=31536000; includeSubDomains")]
+    # Pages that depend on who is signed in must never be cached for someone else
+    # (SESS-11); static assets keep their own caching.
+    not_static = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
+    if not settings.issuer_is_https:
+        https_only = []
 
     @app.after_request
     def _headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        # same-origin, not no-referrer: over https Flask-WTF refuses a POST without a
-        # same-origin Referer, so no-referrer broke every form in real browsers. Other
-        # origins still get no Referer at all (BCP-41).
-        headers.setdefault("Referrer-Policy", REFERRER_POLICY)
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
-        headers.setdefault("X-Frame-Options", "DENY")
-        if response.mimetype == "text/html":
-            headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-        if https:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
-        # Pages that depend on who is signed in must never be cached for someone else
-        # (SESS-11); static assets keep their own caching.
-        if request.endpoint != "static":
-            headers.setdefault("Cache-Control", "no-store")
-            headers.setdefault("Pragma", "no-cache")
-            response.vary.add("Cookie")
-        headers.pop("Server", None)
+        present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers
+        static = request.endpoint == "static"
+        defaults = [
+            *always,
+            *(html_only if response.mimetype == "text/html" else ()),
+            *https_only,
+            *(() if static else not_static),
+        ]
+        for name, value in defaults:
+            if name.lower() not in present:
+                headers.add(name, value)
+        if not static:
+            if "vary" in present:
+                response.vary.add("Cookie")
+            else:
+                headers.add("Vary", "Cookie")
+        if "server" in present:
+            del headers["Server"]
         return response

@@ -80,6 +80,13 @@ def setup_oauth(app: Flask, settings: Settings) -> None:
     build_server(app, settings)
 
 
+def setup_fast_paths(app: Flask) -> None:
+    """Last step: drop per-request work that the finished app turns out not to need."""
+    from identity.extensions import drop_idle_rate_limit_check
+
+    drop_idle_rate_limit_check(app)
+
+
 def setup_blueprints(app: Flask) -> None:
     from identity import health
     from identity.accounts.views import bp as accounts_bp

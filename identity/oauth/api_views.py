@@ -56,8 +56,14 @@ def _cors(response: Response) -> Response:
 
 def _commit_and_return(response: Response) -> Response:
     # Error answers may carry state worth keeping: a revoked family after a replay, the
-    # last poll time of a device, a consumed code.
-    db.session.commit()
+    # last poll time of a device, a consumed code. A request that touched nothing (a
+    # client_credentials token, a cached client) has nothing to commit: skip the empty
+    # transaction the session would otherwise start and end.
+    if not db.session.registry.has():
+        return response  # the request never used the database session
+    session = db.session()
+    if session.in_transaction() or session.new or session.dirty or session.deleted:
+        session.commit()
     return response
 
 

@@ -1,0 +1,57 @@
+"""The hot-path shortcuts (docs/performance.md) keep the guarantees of the slow paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import test_settings as settings_for
+
+
+def test_rate_limit_check_is_dropped_only_when_it_cannot_find_a_limit(
+    app_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every limit here is per view, so Flask-Limiter's before-request check goes; an
+    application-wide (here: meta) limit keeps it."""
+    from identity.extensions import limiter
+
+    check = limiter._check_request_limit
+    assert check not in app_factory(ratelimit_enabled=True).before_request_funcs[None]
+    monkeypatch.setattr(limiter, "_meta_limits", [object()])
+    assert check in app_factory(ratelimit_enabled=True).before_request_funcs[None]
+
+
+def test_read_rows_fails_closed_when_the_database_is_unreachable(tmp_path: Path) -> None:
+    """A hot-path read against a database that is down raises SQLAlchemy's
+    OperationalError, which the error handler answers with 503 (REL-02)."""
+    from identity.database import read_rows
+    from identity.errors import store_unavailable
+
+    settings = settings_for(tmp_path, "postgresql://postgres@127.0.0.1:1/unreachable")
+    with pytest.raises(OperationalError) as caught:
+        read_rows(settings, text("SELECT 1"), {})
+    assert store_unavailable(caught.value)
+
+
+@pytest.mark.skipif(
+    not TEST_DATABASE_URL.startswith("postgresql"), reason="hot-path reads are PostgreSQL's"
+)
+def test_read_rows_survives_connections_the_database_dropped(app: Any) -> None:
+    """After the database ends its connections (a restart), the next read still answers:
+    it is retried once on a new connection instead of failing."""
+    from identity.database import read_rows
+    from identity.extensions import db
+
+    settings = app.extensions["identity"].settings
+    statement = text("SELECT pg_backend_pid()")
+    first = read_rows(settings, statement, {})[0][0]
+    with app.app_context():
+        db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+        db.session.commit()
+    second = read_rows(settings, statement, {})[0][0]
+    assert second != first
