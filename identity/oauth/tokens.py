@@ -76,6 +76,10 @@ class TokenService:
     def issue(
         self, session: Session, ctx: GrantContext, *, include_refresh_token: bool, id_token: bool
     ) -> dict[str, Any]:
+        if ctx.user is not None and ctx.family_id is None:
+            # Every user grant is a family, so revoking its refresh token also reaches the
+            # access token issued with it (the device grant has no code to take it from).
+            ctx.family_id = uuid.uuid4()
         access_token, expires_in = self.access_token(session, ctx)
         token: dict[str, Any] = {
             "token_type": "Bearer",
@@ -186,6 +190,7 @@ class TokenService:
                 acr=ctx.acr,
                 # offline_access grants outlive the login session (OIDC Core 11).
                 sid=None if "offline_access" in ctx.scopes else ctx.sid,
+                claims=ctx.claims,
                 issued_at=now,
                 expires_at=min(
                     now + timedelta(seconds=self.settings.refresh_token_idle_lifetime),

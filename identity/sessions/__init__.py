@@ -11,13 +11,25 @@ from flask import Flask, Request, Response, g, redirect, request, session, url_f
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from identity.extensions import db
+from identity.models.session import LoginSession
 from identity.models.user import User
 from identity.runtime import runtime
 from identity.security import client_ip
 from identity.sessions import service
 from identity.settings import Settings
+from identity.tokens import token_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# Authentication context classes (OIDC Core 2 ``acr``): one factor, or two.
+ACR_ONE_FACTOR = "urn:identity:loa:1fa"
+ACR_TWO_FACTORS = "urn:identity:loa:2fa"
+
+
+def acr_for(amr: list[str]) -> str:
+    """Two different RFC 8176 methods (e.g. pwd + otp) make a two-factor sign-in."""
+    return ACR_TWO_FACTORS if len(set(amr)) >= 2 else ACR_ONE_FACTOR
 
 
 def cookie_name(settings: Settings) -> str:
@@ -38,18 +50,28 @@ def current_user() -> User | None:
 
 def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
     """Replace whatever session the browser had with a fresh one (SESS-02)."""
+    from identity.oauth.tokens import revoke_session_grants
+
     settings = runtime().settings
     old = request.cookies.get(cookie_name(settings))
+    carried_sid = None
     if old:
+        previous = db.session.get(LoginSession, token_hash(old))
+        if previous is not None and previous.user_id == user.id:
+            carried_sid = previous.sid  # re-authentication: the apps' grants stay
+        elif previous is not None:
+            # Someone else signs in on this browser: the previous user is signed out.
+            revoke_session_grants(db.session, previous.sid, settings.access_token_lifetime)
         service.end(db.session, old)
     token, record = service.start(
         db.session,
         user,
         policy(settings),
         amr=amr,
-        acr=acr,
+        acr=acr or acr_for(amr),
         ip=client_ip(),
         user_agent=request.user_agent.string,
+        sid=carried_sid,
     )
     # A new Flask session too, so the CSRF token from before sign-in is not reused.
     session.clear()
