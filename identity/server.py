@@ -26,6 +26,7 @@ from identity.settings import Settings
 SERVERS = ("granian", "gunicorn")
 GRACEFUL_TIMEOUT = 30
 GRANIAN_THREADS = 4
+MAX_HEADER_BYTES = 72 * 1024
 
 WSGIApp = Callable[..., Any]
 log = logging.getLogger("identity.server")
@@ -39,7 +40,8 @@ def log_config(level: str, server_loggers: dict[str, str]) -> dict[str, Any]:
         "formatters": {"json": {"()": "identity.logs.JsonFormatter"}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                # Request lines in batches: see BatchingStreamHandler.
+                "class": "identity.logs.BatchingStreamHandler",
                 "formatter": "json",
                 "stream": "ext://sys.stderr",
             }
@@ -114,8 +116,12 @@ def granian_options(
         "workers": workers,
         "blocking_threads": threads,
         "http": HTTPModes.http1,
-        # Headers: 8 KiB request line plus 100 fields of 4 KiB at most, then 431/400.
-        "http1_settings": HTTP1Settings(header_read_timeout=30_000, keep_alive=True),
+        # hyper reads the request line and headers into a buffer capped here at 72 KiB
+        # instead of 408 KiB (a larger header block: 431; a request line over 64 KiB: 414),
+        # and gives them 30 seconds.
+        "http1_settings": HTTP1Settings(
+            header_read_timeout=30_000, keep_alive=True, max_buffer_size=MAX_HEADER_BYTES
+        ),
         "log_level": LogLevels(level.lower()),
         "log_dictconfig": log_config(
             level, {"_granian": level, "granian.access": "WARNING"}
@@ -137,6 +143,19 @@ def _serve_granian(load: Callable[[], WSGIApp], options: dict[str, Any]) -> None
 
 
 # Both ----------------------------------------------------------------------------------
+
+
+def default_server() -> str:
+    """granian, or gunicorn (with a warning) where granian is not installed."""
+    try:
+        import granian  # noqa: F401
+    except ImportError:
+        log.warning(
+            "granian is not installed; serving with gunicorn (pip install granian)",
+            extra={"event": "server.fallback"},
+        )
+        return "gunicorn"
+    return "granian"
 
 
 def serve_wsgi(

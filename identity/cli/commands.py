@@ -63,15 +63,14 @@ def init(admin_email: str) -> None:
 @click.option(
     "--server",
     type=click.Choice(["granian", "gunicorn"]),
-    default="gunicorn",
-    show_default=True,
-    help="HTTP server: granian (Rust I/O, threads per worker) or gunicorn (sync workers).",
+    help="HTTP server: granian (the default: HTTP in Rust, threads per worker) or gunicorn "
+    "(sync workers).",
 )
-def serve(host: str, port: int, workers: int | None, server: str) -> None:
+def serve(host: str, port: int, workers: int | None, server: str | None) -> None:
     """Serve in production (granian or gunicorn; SIGTERM drains gracefully)."""
     from identity import migrate
     from identity.extensions import db
-    from identity.server import run
+    from identity.server import default_server, run
 
     with app_context() as app:
         if not migrate.is_current(db.engine):
@@ -81,6 +80,7 @@ def serve(host: str, port: int, workers: int | None, server: str) -> None:
         # The workers are forked from this process: close its connection first, so that no
         # worker inherits (and later closes) a socket it does not own.
         db.engine.dispose()
+        server = server or default_server()  # after the app set up the JSON log lines
     run(settings, host=host, port=port, workers=workers or settings.workers, server=server)
 
 

@@ -8,6 +8,7 @@ from authlib.common.urls import add_params_to_uri
 from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
+from sqlalchemy.orm import joinedload
 
 from identity import audit
 from identity.extensions import csrf, db
@@ -148,7 +149,8 @@ def userinfo() -> ResponseReturnValue:
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
-    user = db.session.get(User, _uuid(claims.get("sub")))
+    # The user and their roles in one query, not the two of the relationship's selectin.
+    user = db.session.get(User, _uuid(claims.get("sub")), options=[joinedload(User.roles)])
     if user is None or not user.is_active:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     # OIDC Core 5.5: individually requested claims, as the access token records them.

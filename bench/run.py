@@ -1,0 +1,749 @@
+#!/usr/bin/env python3
+"""Benchmark identity's hot endpoints next to a Flask "hello world" on the same server.
+
+Run it with the Python environment identity is installed in, from anywhere:
+
+    python bench/run.py                      # granian, 2 workers, 16 connections, 10 s
+    python bench/run.py --server gunicorn    # the same with gunicorn sync workers
+    python bench/run.py --only token,introspection --duration 5 --no-write
+
+It needs PostgreSQL (``--database-url``, an account that may create databases) and wrk
+(Debian/Ubuntu: ``apt-get install wrk``; macOS: ``brew install wrk``). It creates a fresh
+database, runs ``identity init``, registers the clients and a user, mints refresh tokens,
+then for every endpoint starts ``identity serve`` afresh, checks one request by hand, warms
+up, runs wrk, stops the server with SIGTERM (it must exit 0) and counts the rows PostgreSQL
+wrote meanwhile. The table goes to standard output and, unless ``--no-write``, into
+docs/performance.md between the ``bench:<server>`` markers.
+"""
+
+# ruff: noqa: S603, S607, S310 - runs local tools (identity, wrk) and fetches loopback URLs
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+DOC = BENCH.parent / "docs" / "performance.md"
+# The results of each server go between their own markers in docs/performance.md.
+MARKERS = "<!-- bench:{server}:begin -->", "<!-- bench:{server}:end -->"
+ENDPOINTS = ("token", "introspection", "userinfo", "jwks", "discovery", "refresh")
+LABELS = {
+    "hello": 'Flask "hello world" (ceiling)',
+    "token": "token (client_credentials)",
+    "introspection": "introspection (JWT access token)",
+    "userinfo": "UserInfo",
+    "jwks": "JWKS",
+    "discovery": "discovery",
+    "refresh": "token (refresh_token, rotating)",
+}
+USER_EMAIL = "bench@example.org"
+USER_SCOPE = "openid profile email offline_access"
+
+
+def fail(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+# Setup ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    env: dict[str, str]
+    database_url: str
+    issuer: str
+    port: int
+    service_auth: str  # Basic header of the client_credentials client
+    resource_auth: str  # Basic header of the resource server (introspection)
+    rp_auth: str  # Basic header of the code-flow client that holds the refresh tokens
+    access_token: str  # a user's JWT access token (UserInfo, introspection)
+    refresh_file: Path
+    refresh_warmup_file: Path
+    refresh_check: str
+    files: Path
+
+
+def identity_bin() -> str:
+    local = Path(sys.executable).parent / "identity"
+    found = str(local) if local.exists() else shutil.which("identity")
+    if not found:
+        fail("the `identity` command is not installed in this environment")
+    return str(found)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [identity_bin(), *args], env=env, input=stdin, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        fail(f"identity {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def create_client(env: dict[str, str], *args: str) -> str:
+    out = json.loads(run_cli(env, "clients", "create", "--json", *args))
+    return basic(out["client_id"], out["client_secret"])
+
+
+def database(admin_url: str, name: str) -> str:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def mint_tokens(env: dict[str, str], rp_client_id: str, pools: dict[Path, int]) -> str:
+    """A user access token and pools of refresh tokens, minted through the app's own
+    TokenService (as the code flow would store them: one grant family per token)."""
+    from sqlalchemy import select
+
+    from identity import create_app
+    from identity.extensions import db
+    from identity.models.base import utcnow
+    from identity.models.user import User
+    from identity.oauth.tokens import GrantContext
+    from identity.settings import load_settings
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        app = create_app(load_settings())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    with app.app_context():
+        rt = app.extensions["identity"]
+        client = rt.clients.get(db.session, rp_client_id)
+        user = db.session.execute(select(User).where(User.email == USER_EMAIL)).scalar_one()
+
+        def context() -> GrantContext:
+            return GrantContext(
+                client=client,
+                scope=USER_SCOPE,
+                user=user,
+                auth_time=utcnow(),
+                amr=["pwd"],
+                family_id=uuid.uuid4(),
+            )
+
+        access_token, _ = rt.tokens.access_token(db.session, context())
+        for path, count in pools.items():
+            with path.open("w") as out:
+                for i in range(count):
+                    out.write(rt.tokens.store_refresh_token(db.session, context()) + "\n")
+                    if i % 2000 == 1999:
+                        db.session.commit()
+            db.session.commit()
+        db.engine.dispose()
+    return str(access_token)
+
+
+def prepare(args: argparse.Namespace, files: Path) -> Setup:
+    name = f"identity_bench_{uuid.uuid4().hex[:8]}"
+    database_url = database(args.database_url, name)
+    port = free_port()
+    issuer = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDENTITY_")}
+    env.update(
+        IDENTITY_ENV="production",
+        IDENTITY_INSTANCE_PATH=str(files / "instance"),
+        IDENTITY_DATABASE_URL=database_url,
+        IDENTITY_ISSUER=issuer,
+        IDENTITY_SECRET_KEY=secrets.token_urlsafe(32),
+        IDENTITY_LOG_LEVEL="INFO",
+    )
+    print(f"bench: database {name}, instance {files / 'instance'}", file=sys.stderr)
+    run_cli(env, "init", "--admin-email", "admin@example.org")
+    service = create_client(
+        env, "--name", "bench service", "--grant-type", "client_credentials", "--scope", "roles"
+    )
+    resource = create_client(
+        env,
+        "--name",
+        "bench resource server",
+        "--grant-type",
+        "client_credentials",
+        "--scope",
+        "roles",
+        "--resource-server",
+    )
+    rp_out = json.loads(
+        run_cli(
+            env,
+            "clients",
+            "create",
+            "--json",
+            "--name",
+            "bench relying party",
+            "--redirect-uri",
+            "https://rp.example.org/cb",
+            "--grant-type",
+            "authorization_code",
+            "--grant-type",
+            "refresh_token",
+            "--scope",
+            USER_SCOPE,
+            "--first-party",
+        )
+    )
+    run_cli(
+        env,
+        "users",
+        "create",
+        USER_EMAIL,
+        "--password-stdin",
+        "--verified",
+        "--name",
+        "Bench User",
+        stdin=secrets.token_urlsafe(16) + "\n",
+    )
+    refresh_file = files / "refresh.txt"
+    warmup_file = files / "refresh-warmup.txt"
+    check_file = files / "refresh-check.txt"
+    pools = {refresh_file: 0, warmup_file: 0, check_file: 1}
+    if "refresh" in args.only:
+        pools[refresh_file] = args.refresh_pool
+        pools[warmup_file] = max(1, args.refresh_pool * args.warmup // max(args.duration, 1))
+    started = time.monotonic()
+    access_token = mint_tokens(env, rp_out["client_id"], pools)
+    print(
+        f"bench: minted {sum(pools.values())} refresh tokens in {time.monotonic() - started:.1f} s",
+        file=sys.stderr,
+    )
+    return Setup(
+        env=env,
+        database_url=database_url,
+        issuer=issuer,
+        port=port,
+        service_auth=service,
+        resource_auth=resource,
+        rp_auth=basic(rp_out["client_id"], rp_out["client_secret"]),
+        access_token=access_token,
+        refresh_file=refresh_file,
+        refresh_warmup_file=warmup_file,
+        refresh_check=check_file.read_text().strip(),
+        files=files,
+    )
+
+
+# Servers --------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=45)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            fail(f"server ignored SIGTERM; log in {self.log}")
+        if code != 0:
+            fail(f"server exited {code} after SIGTERM; log in {self.log}")
+
+
+def start(command: list[str], env: dict[str, str], url: str, ready: str, log: Path) -> Server:
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = Server(process, url, log)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            fail(f"server exited {process.returncode} while starting; log in {log}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(url + ready, timeout=2) as ok:
+            if ok.status == 200:
+                return server
+        time.sleep(0.1)
+    server.stop()
+    fail(f"server not ready after 60 s; log in {log}")
+    raise AssertionError  # unreachable
+
+
+@contextlib.contextmanager
+def identity_server(args: argparse.Namespace, setup: Setup) -> Iterator[Server]:
+    command = [
+        identity_bin(),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(setup.port),
+        "--workers",
+        str(args.workers),
+        "--server",
+        args.server,
+    ]
+    server = start(command, setup.env, setup.issuer, "/readyz", setup.files / "identity.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def hello_server(args: argparse.Namespace, setup: Setup) -> Iterator[Server]:
+    port = free_port()
+    command = [
+        sys.executable,
+        str(BENCH / "hello.py"),
+        "--server",
+        args.server,
+        "--port",
+        str(port),
+        "--workers",
+        str(args.workers),
+    ]
+    url = f"http://127.0.0.1:{port}"
+    server = start(command, setup.env, url, "/", setup.files / "hello.log")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def rows_written(database_url: str, settle: bool = False) -> int:
+    """Rows inserted, updated or deleted in the benchmark database so far (PostgreSQL
+    statistics; a backend reports its counts when it exits, so wait for them to settle)."""
+    import psycopg
+
+    def read() -> int:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute(
+                "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0)"
+                " FROM pg_stat_user_tables"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    value = read()
+    if settle:
+        for _ in range(20):
+            time.sleep(0.5)
+            again = read()
+            if again == value:
+                break
+            value = again
+    return value
+
+
+# wrk ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float = 0.0
+    p50: float = 0.0
+    p99: float = 0.0
+    requests: int = 0
+    non_2xx: int = 0
+    socket_errors: int = 0
+    rows_per_request: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Load:
+    path: str
+    method: str = "GET"
+    auth: str = ""
+    body: str = ""
+    script: str = "get.lua"
+    script_args: list[str] = field(default_factory=list)
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(args: argparse.Namespace, url: str, load: Load, duration: int, name: str) -> Result:
+    command = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-s",
+        str(BENCH / load.script),
+        url + load.path,
+    ]
+    if load.script_args:
+        command += ["--", *load.script_args]
+    env = {**os.environ, "BENCH_AUTH": load.auth, "BENCH_BODY": load.body}
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        fail(f"wrk failed: {out.stderr}{out.stdout}")
+    text = out.stdout
+    result = Result(name)
+    result.rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    result.requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
+    result.p50 = to_ms(re.search(r"\s50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    result.p99 = to_ms(re.search(r"\s99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text):
+        result.non_2xx = int(match.group(1))
+    if match := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    ):
+        result.socket_errors = sum(int(g) for g in match.groups())
+    return result
+
+
+def check(url: str, load: Load, expect: str) -> None:
+    """One request by hand: the endpoint must answer 200 with ``expect`` in its JSON (a
+    true ``active`` for introspection), or in its text for the hello world."""
+    request = urllib.request.Request(
+        url + load.path,
+        data=load.body.encode() if load.method == "POST" else None,
+        method=load.method,
+    )
+    if load.auth:
+        request.add_header("Authorization", load.auth)
+    if load.method == "POST":
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read().decode()
+    except urllib.error.HTTPError as error:
+        fail(f"{load.path} answered {error.code}: {error.read().decode()[:300]}")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = body
+    ok = expect in data and (expect != "active" or data["active"] is True)
+    if not ok:
+        fail(f"{load.path} answered without {expect!r}: {body[:300]}")
+
+
+def loads(setup: Setup) -> dict[str, tuple[Load, str]]:
+    bearer = f"Bearer {setup.access_token}"
+    return {
+        "token": (
+            Load(
+                "/oauth/token",
+                "POST",
+                setup.service_auth,
+                "grant_type=client_credentials",
+                "post.lua",
+            ),
+            "access_token",
+        ),
+        "introspection": (
+            Load(
+                "/oauth/introspect",
+                "POST",
+                setup.resource_auth,
+                f"token={setup.access_token}&token_type_hint=access_token",
+                "post.lua",
+            ),
+            "active",
+        ),
+        "userinfo": (Load("/userinfo", "GET", bearer), "sub"),
+        "jwks": (Load("/jwks.json"), "keys"),
+        "discovery": (Load("/.well-known/openid-configuration"), "issuer"),
+        "refresh": (
+            Load(
+                "/oauth/token",
+                "POST",
+                setup.rp_auth,
+                f"grant_type=refresh_token&refresh_token={setup.refresh_check}",
+                "refresh.lua",
+            ),
+            "refresh_token",
+        ),
+    }
+
+
+def measure(args: argparse.Namespace, setup: Setup, name: str, load: Load, expect: str) -> Result:
+    before = rows_written(setup.database_url, settle=True)
+    with identity_server(args, setup) as server:
+        check(server.url, load, expect)
+        if name == "refresh":
+            warm = Load(
+                load.path,
+                "POST",
+                load.auth,
+                "",
+                "refresh.lua",
+                [str(setup.refresh_warmup_file), str(args.threads)],
+            )
+            run = Load(
+                load.path,
+                "POST",
+                load.auth,
+                "",
+                "refresh.lua",
+                [str(setup.refresh_file), str(args.threads)],
+            )
+        else:
+            warm = run = load
+        warmed = wrk(args, server.url, warm, args.warmup, name) if args.warmup else Result(name)
+        result = wrk(args, server.url, run, args.duration, name)
+    after = rows_written(setup.database_url, settle=True)
+    total = 1 + warmed.requests + result.requests
+    result.rows_per_request = (after - before) / total
+    if warmed.non_2xx:
+        result.notes.append(f"{warmed.non_2xx} non-2xx during warm-up")
+    return result
+
+
+# Report ---------------------------------------------------------------------------------
+
+
+def versions(setup: Setup | None) -> str:
+    names = [
+        "identity",
+        "flask",
+        "werkzeug",
+        "authlib",
+        "joserfc",
+        "sqlalchemy",
+        "psycopg",
+        "cryptography",
+        "granian",
+        "gunicorn",
+    ]
+    found = []
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{name} {metadata.version(name)}")
+    found.insert(0, f"Python {platform.python_version()}")
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    match = re.search(r"wrk (\S+)", wrk_version.stdout + wrk_version.stderr)
+    if match:
+        found.append(f"wrk {match.group(1)}")
+    if setup is not None:
+        import psycopg
+
+        with psycopg.connect(setup.database_url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            found.append(f"PostgreSQL {str(row[0]).split()[0] if row else '?'}")
+    return ", ".join(found)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def table(results: list[Result], hello: Result | None) -> str:
+    lines = [
+        "| Endpoint | Requests/s | p50 (ms) | p99 (ms) | % of hello world "
+        "| DB rows written per request | Errors |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for result in ([hello] if hello else []) + results:
+        share = f"{100 * result.rps / hello.rps:.0f} %" if hello and hello.rps else "-"
+        rows = "-" if result.rows_per_request is None else f"{result.rows_per_request:.2f}"
+        errors = []
+        if result.non_2xx:
+            errors.append(f"{result.non_2xx} non-2xx")
+        if result.socket_errors:
+            errors.append(f"{result.socket_errors} socket errors")
+        errors += result.notes
+        lines.append(
+            f"| {LABELS[result.name]} | {result.rps:,.0f} | {result.p50:.2f} | {result.p99:.2f} "
+            f"| {share} | {rows} | {', '.join(errors) or 'none'} |"
+        )
+    return "\n".join(lines)
+
+
+def report(
+    args: argparse.Namespace,
+    setup: Setup,
+    results: list[Result],
+    hello: Result | None,
+    load_before: tuple[float, float, float],
+) -> str:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    threads = ""
+    if args.server == "granian":
+        from identity.server import GRANIAN_THREADS
+
+        threads = f", {GRANIAN_THREADS} threads each"
+    return "\n".join(
+        [
+            f"Measured {now} with `python bench/run.py"
+            + (f" {' '.join(args.argv)}" if args.argv else "")
+            + "`.",
+            "",
+            f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
+            f"{platform.release()}; load average before the run "
+            f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}.",
+            f"- Server: {args.server}, {args.workers} workers{threads}; identity with "
+            "IDENTITY_ENV=production, INFO logging (one JSON line per request) to a file, "
+            "PostgreSQL on the same machine.",
+            f"- Load: wrk on the same machine, {args.threads} threads, {args.connections} "
+            f"connections, {args.duration} s per endpoint after a {args.warmup} s warm-up.",
+            f"- Versions: {versions(setup)}.",
+            "",
+            table(results, hello),
+        ]
+    )
+
+
+def write_doc(path: Path, text: str, server: str) -> None:
+    begin, end = (marker.format(server=server) for marker in MARKERS)
+    block = f"{begin}\n{text}\n{end}"
+    if path.exists():
+        current = path.read_text()
+        if begin in current and end in current:
+            head, rest = current.split(begin, 1)
+            tail = rest.split(end, 1)[1]
+            path.write_text(head + block + tail)
+            return
+        heading = f"\n\n## Latest results: {server}\n\n"
+        path.write_text(current.rstrip("\n") + heading + block + "\n")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"# Performance\n\n## Latest results: {server}\n\n{block}\n")
+
+
+# Main -----------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--server", choices=("granian", "gunicorn"), default="granian")
+    parser.add_argument("--workers", type=int, default=2, help="server workers (default 2)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (16)")
+    parser.add_argument("--threads", type=int, default=2, help="wrk threads (2)")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint (10)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds (2)")
+    parser.add_argument(
+        "--only",
+        default=",".join(ENDPOINTS),
+        help=f"comma-separated endpoints to measure (default: all of {','.join(ENDPOINTS)})",
+    )
+    parser.add_argument("--no-hello", action="store_true", help="skip the hello-world ceiling")
+    parser.add_argument(
+        "--refresh-pool",
+        type=int,
+        default=25_000,
+        help="refresh tokens minted for the refresh run; each is used once (25000)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="PostgreSQL URL of an account that may create databases "
+        "[BENCH_DATABASE_URL; default postgresql://postgres@127.0.0.1:5432/postgres]",
+    )
+    parser.add_argument("--output", type=Path, default=DOC, help="Markdown file to update")
+    parser.add_argument("--no-write", action="store_true", help="only print the table")
+    parser.add_argument("--keep", action="store_true", help="keep the database and files")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = set(args.only) - set(ENDPOINTS)
+    if unknown:
+        parser.error(f"unknown endpoints: {', '.join(sorted(unknown))}")
+    return args
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if shutil.which("wrk") is None:
+        fail(
+            "wrk is not installed: `apt-get install wrk` (Debian/Ubuntu), `brew install wrk` "
+            "(macOS), or build it from https://github.com/wg/wrk"
+        )
+    load_before = os.getloadavg()
+    files = Path(tempfile.mkdtemp(prefix="identity-bench-"))
+    setup = prepare(args, files)
+    results: list[Result] = []
+    hello: Result | None = None
+    try:
+        if not args.no_hello:
+            with hello_server(args, setup) as server:
+                load = Load("/")
+                check(server.url, load, "Hello, World!")
+                if args.warmup:
+                    wrk(args, server.url, load, args.warmup, "hello")
+                hello = wrk(args, server.url, load, args.duration, "hello")
+            print(f"bench: hello {hello.rps:,.0f} req/s", file=sys.stderr)
+        all_loads = loads(setup)
+        for name in args.only:
+            load, expect = all_loads[name]
+            result = measure(args, setup, name, load, expect)
+            results.append(result)
+            print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
+        text = report(args, setup, results, hello, load_before)
+    finally:
+        if not args.keep:
+            name = setup.database_url.rsplit("/", 1)[1]
+            drop_database(args.database_url, name)
+            shutil.rmtree(files, ignore_errors=True)
+        else:
+            # Everything needed to rerun a measurement by hand: the server's environment
+            # and each endpoint's request (wrk with bench/*.lua, BENCH_AUTH, BENCH_BODY).
+            saved = {
+                "env": {k: v for k, v in setup.env.items() if k.startswith("IDENTITY_")},
+                "loads": {name: vars(load) for name, (load, _) in loads(setup).items()},
+                "refresh_tokens": str(setup.refresh_file),
+            }
+            (files / "bench.json").write_text(json.dumps(saved, indent=2))
+            print(f"bench: kept {files} (bench.json) and {setup.database_url}", file=sys.stderr)
+    print(text)
+    if not args.no_write:
+        write_doc(args.output, text, args.server)
+        print(f"bench: wrote {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
