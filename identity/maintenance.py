@@ -10,10 +10,12 @@ any number of times, on every instance at once.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from flask import Flask
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
@@ -61,14 +63,19 @@ def purge(
     return counts
 
 
-def start_janitor(interval: int, run_once: Callable[[], object]) -> threading.Thread | None:
-    """Run ``run_once`` every ``interval`` seconds in a daemon thread (0: never)."""
+def start_janitor(interval: float, run_once: Callable[[], object]) -> threading.Thread | None:
+    """Run ``run_once`` about every ``interval`` seconds in a daemon thread (0: never).
+
+    The first run comes after a random part of the interval, so the workers of several
+    instances do not all purge at the same moment."""
     if interval <= 0:
         return None
     stop = threading.Event()
 
     def loop() -> None:
-        while not stop.wait(interval):
+        delay = interval * random.random()  # noqa: S311 - spreading load, not a secret
+        while not stop.wait(delay):
+            delay = interval
             try:
                 run_once()
             except Exception:  # noqa: BLE001 - a failed purge must not stop later ones
@@ -77,3 +84,16 @@ def start_janitor(interval: int, run_once: Callable[[], object]) -> threading.Th
     thread = threading.Thread(target=loop, name="identity-janitor", daemon=True)
     thread.start()
     return thread
+
+
+def start_janitor_for(app: Flask) -> threading.Thread | None:
+    """The janitor of one serving worker: purges within the app's own context."""
+    from identity.extensions import db
+
+    settings = app.extensions["identity"].settings
+
+    def run_once() -> None:
+        with app.app_context():
+            purge(db.session, settings.session_idle_timeout)
+
+    return start_janitor(settings.purge_interval, run_once)

@@ -195,8 +195,11 @@ def run(
 ) -> None:
     def load() -> WSGIApp:
         from identity import create_app
+        from identity.maintenance import start_janitor_for
 
-        return create_app(settings)
+        app = create_app(settings)
+        start_janitor_for(app)  # in each worker: expired rows go every purge_interval
+        return app
 
     serve_wsgi(
         load, server=server, host=host, port=port, workers=workers, log_level=settings.log_level

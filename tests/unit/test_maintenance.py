@@ -50,3 +50,25 @@ def test_REL_16_purge_removes_expired_rows_and_keeps_live_ones(app, user):
         assert db.session.get(TokenRevocation, "jti:live") is not None
         assert db.session.get(LoginSession, "b" * 64) is not None
         assert purge(db.session, session_idle_timeout=1800)["login_sessions"] == 0
+
+
+def test_janitor_runs_the_purge_repeatedly_and_survives_failures():
+    """The janitor thread calls its job again and again, even after one raises."""
+    import threading
+
+    from identity.maintenance import start_janitor
+
+    calls = []
+    done = threading.Event()
+
+    def job():
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("first purge fails")
+        if len(calls) >= 3:
+            done.set()
+
+    assert start_janitor(0, job) is None
+    thread = start_janitor(0.01, job)
+    assert thread is not None and thread.daemon
+    assert done.wait(5)
