@@ -64,6 +64,20 @@ class GrantContext:
         return self.scope.split()
 
 
+def authentication_claims(ctx: GrantContext) -> dict[str, Any]:
+    """How and when the user signed in (OIDC Core 2): the same in ID and access tokens."""
+    claims: dict[str, Any] = {}
+    if ctx.auth_time is not None:
+        claims["auth_time"] = int(ctx.auth_time.timestamp())
+    if ctx.acr:
+        claims["acr"] = ctx.acr
+    if ctx.amr:
+        claims["amr"] = ctx.amr
+    if ctx.sid:
+        claims["sid"] = ctx.sid
+    return claims
+
+
 class TokenService:
     def __init__(self, settings: Settings, keys: KeyStore, clients: ClientCache) -> None:
         self.settings = settings
@@ -116,14 +130,7 @@ class TokenService:
             "exp": now + lifetime,
         }
         if ctx.user is not None:
-            if ctx.auth_time is not None:
-                claims["auth_time"] = int(ctx.auth_time.timestamp())
-            if ctx.acr:
-                claims["acr"] = ctx.acr
-            if ctx.amr:
-                claims["amr"] = ctx.amr
-            if ctx.sid:
-                claims["sid"] = ctx.sid
+            claims.update(authentication_claims(ctx))
             if ctx.family_id:
                 claims["gid"] = str(ctx.family_id)
             roles = list(ctx.user.role_names)
@@ -155,16 +162,9 @@ class TokenService:
             "iat": now,
             "exp": now + self.settings.id_token_lifetime,
         }
-        if ctx.auth_time is not None:
-            claims["auth_time"] = int(ctx.auth_time.timestamp())
+        claims.update(authentication_claims(ctx))
         if ctx.nonce:
             claims["nonce"] = ctx.nonce
-        if ctx.acr:
-            claims["acr"] = ctx.acr
-        if ctx.amr:
-            claims["amr"] = ctx.amr
-        if ctx.sid:
-            claims["sid"] = ctx.sid
         if access_token:
             claims["at_hash"] = create_half_hash(access_token, alg).decode()
         requested = (ctx.claims or {}).get("id_token") if ctx.claims else None
