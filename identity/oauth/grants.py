@@ -26,6 +26,7 @@ from authlib.oauth2.rfc8628 import (
     SlowDownError,
 )
 from sqlalchemy import select, update
+from sqlalchemy.orm import joinedload
 
 from identity import audit
 from identity.extensions import db
@@ -46,7 +47,8 @@ USER_SCOPES = {"openid", "profile", "email", "address", "phone", "offline_access
 
 def active_user(user_id: uuid.UUID) -> User:
     """The user behind a grant; disabled or deleted users get nothing (SESS-04)."""
-    user = db.session.get(User, user_id)
+    # With their roles (the access token carries them) in one query, not two.
+    user = db.session.get(User, user_id, options=[joinedload(User.roles)])
     if user is None or not user.is_active:
         raise InvalidGrantError("The user of this grant is no longer active.")
     return user
