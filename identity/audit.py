@@ -129,4 +129,3 @@ def verify_chain(session: Session) -> int | None:
         expected_prev = entry.hash
         expected_seq += 1
     return None
-

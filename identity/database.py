@@ -135,7 +135,11 @@ def read_rows(
                 engine.dispose()
             if attempt == 2 or not dropped:
                 raise DBAPIError.instance(
-                    sql, params, error, driver_error, connection_invalidated=dropped,
+                    sql,
+                    params,
+                    error,
+                    driver_error,
+                    connection_invalidated=dropped,
                     dialect=dialect,
                 ) from error
         finally:

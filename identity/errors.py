@@ -7,6 +7,7 @@ never carries the exception text.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -143,13 +144,14 @@ def register_error_handlers(app: Flask) -> None:
         # says "try again", never a 500 or a fallback that allows (REL-02, LOG-05).
         if isinstance(error, OperationalError) and not store_unavailable(error):
             return _unexpected(error)  # SQLite reports bugs ("no such table") this way too
-        log.error("store unavailable", extra={"event": "error.store_unavailable", "error": type(error).__name__})
+        log.error(
+            "store unavailable",
+            extra={"event": "error.store_unavailable", "error": type(error).__name__},
+        )
         from identity.extensions import db
 
-        try:
+        with contextlib.suppress(OperationalError):
             db.session.rollback()
-        except OperationalError:
-            pass
         return error_response(503, ServiceUnavailable.code, ServiceUnavailable.message)
 
     @app.errorhandler(Exception)

@@ -78,7 +78,7 @@ def start_janitor(interval: float, run_once: Callable[[], object]) -> threading.
             delay = interval
             try:
                 run_once()
-            except Exception:  # noqa: BLE001 - a failed purge must not stop later ones
+            except Exception:
                 log.exception("purge failed", extra={"event": "maintenance.purge_failed"})
 
     thread = threading.Thread(target=loop, name="identity-janitor", daemon=True)

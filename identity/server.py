@@ -123,9 +123,7 @@ def granian_options(
             header_read_timeout=30_000, keep_alive=True, max_buffer_size=MAX_HEADER_BYTES
         ),
         "log_level": LogLevels(level.lower()),
-        "log_dictconfig": log_config(
-            level, {"_granian": level, "granian.access": "WARNING"}
-        ),
+        "log_dictconfig": log_config(level, {"_granian": level, "granian.access": "WARNING"}),
         # identity.request logs one line per request; the access log would repeat it.
         "log_access": False,
         # A worker that dies is replaced, as gunicorn does.
@@ -190,9 +188,7 @@ def serve_wsgi(
             )
 
 
-def run(
-    settings: Settings, *, host: str, port: int, workers: int, server: str = "granian"
-) -> None:
+def run(settings: Settings, *, host: str, port: int, workers: int, server: str = "granian") -> None:
     def load() -> WSGIApp:
         from identity import create_app
         from identity.maintenance import start_janitor_for

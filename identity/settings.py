@@ -271,9 +271,10 @@ class Settings(BaseSettings):
                 "IDENTITY_REFRESH_TOKEN_IDLE_LIFETIME must not exceed "
                 "IDENTITY_REFRESH_TOKEN_ABSOLUTE_LIFETIME"
             )
-        if self.dcr_initial_access_token is not None and len(
-            self.dcr_initial_access_token.get_secret_value()
-        ) < 32:
+        if (
+            self.dcr_initial_access_token is not None
+            and len(self.dcr_initial_access_token.get_secret_value()) < 32
+        ):
             raise ValueError("IDENTITY_DCR_INITIAL_ACCESS_TOKEN must be at least 32 characters")
         return self
 
@@ -368,7 +369,7 @@ def settings_reference() -> str:
         "current. -->",
         "",
         "Every setting is read from an environment variable with the `IDENTITY_` prefix, or "
-        "from a TOML file (lower-case names, e.g. `issuer = \"https://id.example.com\"`) "
+        'from a TOML file (lower-case names, e.g. `issuer = "https://id.example.com"`) '
         "named by `IDENTITY_CONFIG` (default `instance/identity.toml` when it exists). "
         "Environment variables win over the file. Invalid values stop start-up with one "
         "line naming the setting; `identity check` validates without starting.",

@@ -90,7 +90,14 @@ def setup_fast_paths(app: Flask) -> None:
 def setup_blueprints(app: Flask) -> None:
     from identity import health
     from identity.accounts.views import bp as accounts_bp
-    from identity.oauth import account_views, api_views, device_views, oidc_views, registration, views
+    from identity.oauth import (
+        account_views,
+        api_views,
+        device_views,
+        oidc_views,
+        registration,
+        views,
+    )
 
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts_bp)

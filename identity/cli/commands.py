@@ -37,13 +37,18 @@ def init(admin_email: str) -> None:
     with app_context():
         migrate.upgrade(db.engine)
         for name, description in BUILTIN_ROLES.items():
-            if db.session.execute(select(Role).where(Role.name == name)).scalar_one_or_none() is None:
+            if (
+                db.session.execute(select(Role).where(Role.name == name)).scalar_one_or_none()
+                is None
+            ):
                 db.session.add(Role(name=name, description=description))
         db.session.flush()
         click.echo(f"database: {db.engine.url.render_as_string(hide_password=True)} (up to date)")
         rt = runtime()
         # RS256 is mandatory in OpenID Connect; the configured algorithm signs access tokens.
-        for key in ensure_keys(db.session, rt.keys.cipher, tuple(dict.fromkeys((rt.settings.signing_alg, "RS256")))):
+        for key in ensure_keys(
+            db.session, rt.keys.cipher, tuple(dict.fromkeys((rt.settings.signing_alg, "RS256")))
+        ):
             click.echo(f"signing key created: {key.alg} {key.kid}")
         if db.session.execute(select(func.count()).select_from(User)).scalar_one() == 0:
             password = secrets.token_urlsafe(18)
@@ -95,13 +100,22 @@ def require_signing_keys() -> None:
         ring = rt.keys.ring(db.session)
     except ConfigError as error:
         raise click.ClickException(error.message) from None
-    missing = [alg for alg in dict.fromkeys((rt.settings.signing_alg, "RS256")) if alg not in ring.signing]
+    missing = [
+        alg for alg in dict.fromkeys((rt.settings.signing_alg, "RS256")) if alg not in ring.signing
+    ]
     if missing:
-        raise click.ClickException(f"no active {', '.join(missing)} signing key; run `identity init`")
+        raise click.ClickException(
+            f"no active {', '.join(missing)} signing key; run `identity init`"
+        )
 
 
 @cli.command()
-@click.option("--docs", "docs_path", type=click.Path(path_type=Path), help="Write the settings reference (Markdown) to this file.")
+@click.option(
+    "--docs",
+    "docs_path",
+    type=click.Path(path_type=Path),
+    help="Write the settings reference (Markdown) to this file.",
+)
 def check(docs_path: Path | None) -> None:
     """Validate the configuration and the database connection, then say what is in use."""
     from identity import migrate
@@ -118,14 +132,17 @@ def check(docs_path: Path | None) -> None:
     with app_context():
         try:
             current = migrate.current_revision(db.engine)
-        except Exception as error:  # noqa: BLE001 - report any connection failure plainly
+        except Exception as error:
             raise click.ClickException(f"database unreachable: {type(error).__name__}") from None
         head = migrate.head_revision(db.engine)
         if current == head:
             require_signing_keys()
     click.echo(f"env: {settings.env}")
     click.echo(f"issuer: {settings.issuer}")
-    click.echo(f"database: {'sqlite' if settings.is_sqlite else 'postgresql'} (revision {current}, newest {head})")
+    click.echo(
+        f"database: {'sqlite' if settings.is_sqlite else 'postgresql'} "
+        f"(revision {current}, newest {head})"
+    )
     click.echo(f"rate limits: {settings.ratelimit_storage_url.split('://')[0]}")
     click.echo(f"registration: {settings.registration}; mail: {settings.mail_backend}")
     if settings.secret_key is None:

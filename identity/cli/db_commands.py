@@ -45,4 +45,6 @@ def current() -> None:
     with app_context():
         current_rev = migrate.current_revision(database.engine)
         head = migrate.head_revision(database.engine)
-    click.echo(f"{current_rev or 'none'}{' (head)' if current_rev == head else f' (newest: {head})'}")
+    click.echo(
+        f"{current_rev or 'none'}{' (head)' if current_rev == head else f' (newest: {head})'}"
+    )

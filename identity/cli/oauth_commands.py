@@ -164,7 +164,8 @@ def list_clients(as_json: bool) -> None:
     for row in rows:
         flags = [f for f in ("first_party", "resource_server") if row[f]]
         click.echo(
-            f"{row['client_id']}  {row['client_name']}  {' '.join(row['grant_types'])}  {' '.join(flags)}"
+            f"{row['client_id']}  {row['client_name']}  "
+            f"{' '.join(row['grant_types'])}  {' '.join(flags)}"
         )
 
 
@@ -331,5 +332,6 @@ def retire_key(kid: str, immediately: bool) -> None:
             raise click.ClickException(error.message) from None
         db.session.commit()
         click.echo(
-            f"retired {row.kid}; unpublished from {row.unpublish_at.isoformat() if row.unpublish_at else '-'}"
+            f"retired {row.kid}; unpublished from "
+            f"{row.unpublish_at.isoformat() if row.unpublish_at else '-'}"
         )

@@ -18,11 +18,19 @@ def users() -> None:
 
 @users.command("create")
 @click.argument("email")
-@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
-@click.option("--role", "roles", multiple=True, metavar="ROLE", help="Give the user this role (repeatable).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input.",
+)
+@click.option(
+    "--role", "roles", multiple=True, metavar="ROLE", help="Give the user this role (repeatable)."
+)
 @click.option("--verified", is_flag=True, help="Mark the email address as verified.")
 @click.option("--name", help="Display name.")
-def create_user(email: str, password_stdin: bool, roles: tuple[str, ...], verified: bool, name: str | None) -> None:
+def create_user(
+    email: str, password_stdin: bool, roles: tuple[str, ...], verified: bool, name: str | None
+) -> None:
     """Create a user and print its id.
 
     Without --password-stdin a strong password is generated and printed on the second line.
@@ -54,10 +62,14 @@ def invites() -> None:
 @invites.command("create")
 @click.option("--email", help="Only this email address may use the invitation.")
 @click.option("--role", help="Role given to the account created with it.")
-@click.option("--expires-in", type=click.IntRange(1, 24 * 90), help="Hours until it expires [default: IDENTITY_INVITATION_LIFETIME].")
+@click.option(
+    "--expires-in",
+    type=click.IntRange(1, 24 * 90),
+    help="Hours until it expires [default: IDENTITY_INVITATION_LIFETIME].",
+)
 def create_invite(email: str | None, role: str | None, expires_in: int | None) -> None:
     """Create a single-use invitation and print its link."""
-    from identity.accounts.service import create_invitation
+    from identity.accounts.admin import create_invitation
     from identity.extensions import db
     from identity.runtime import runtime
 
@@ -79,7 +91,8 @@ def create_invite(email: str | None, role: str | None, expires_in: int | None) -
 def _set_disabled(email: str, disabled: bool) -> None:
     from sqlalchemy import select
 
-    from identity.accounts.service import normalize_email, set_disabled
+    from identity.accounts.admin import set_disabled
+    from identity.accounts.service import normalize_email
     from identity.extensions import db
     from identity.models.user import User
     from identity.runtime import runtime
@@ -93,7 +106,10 @@ def _set_disabled(email: str, disabled: bool) -> None:
         if user is None:
             raise click.ClickException(f"no user with email {address}")
         set_disabled(
-            db.session, user, disabled, access_token_lifetime=runtime().settings.access_token_lifetime
+            db.session,
+            user,
+            disabled,
+            access_token_lifetime=runtime().settings.access_token_lifetime,
         )
         db.session.commit()
         click.echo(f"{'disabled' if disabled else 'enabled'} {address}")

@@ -16,7 +16,9 @@ class AuditEvent(Base):
     __tablename__ = "audit_events"
 
     # seq is the position in the chain; it has no gaps (REL-29).
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     event: Mapped[str] = mapped_column(String(64), index=True)
     outcome: Mapped[str] = mapped_column(String(16), default="success")

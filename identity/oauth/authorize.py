@@ -34,6 +34,9 @@ PAR_URN_PREFIX = "urn:ietf:params:oauth:request_uri:"
 RESPONSE_MODES = ("query", "form_post")
 PROMPTS = {"none", "login", "consent", "select_account"}
 PENDING_LIFETIME = timedelta(minutes=15)
+EXPIRED_REQUEST = (
+    "This sign-in request is unknown or has expired. Go back to the application and try again."
+)
 MAX_PARAM_LENGTH = 4096
 
 
@@ -273,9 +276,9 @@ def needs_login(
     fresh = login_after is not None and login.auth_time >= login_after
     if "login" in authz.prompts and not fresh:
         return True
-    if authz.max_age is not None and not fresh:
-        if (now - login.auth_time).total_seconds() > authz.max_age:
-            return True
+    too_old = authz.max_age is not None and (now - login.auth_time).total_seconds() > authz.max_age
+    if too_old and not fresh:
+        return True
     # The hint names someone else than who is signed in (OIDC Core 3.1.2.1).
     return authz.id_token_hint_sub is not None and authz.id_token_hint_sub != str(login.user_id)
 
@@ -342,14 +345,10 @@ def save_pending_params(session: Session, client: Any, params: dict[str, str]) -
 
 def load_pending(session: Session, token: str) -> PendingAuthorization:
     if not token or len(token) > 100:
-        raise ErrorPage(
-            "This sign-in request is unknown or has expired. Go back to the application and try again."
-        )
+        raise ErrorPage(EXPIRED_REQUEST)
     row = session.get(PendingAuthorization, token_hash(token))
     if row is None or row.pushed or row.expires_at <= utcnow():
-        raise ErrorPage(
-            "This sign-in request is unknown or has expired. Go back to the application and try again."
-        )
+        raise ErrorPage(EXPIRED_REQUEST)
     return row
 
 

@@ -14,24 +14,17 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import (
-    AccessDeniedError,
     InvalidGrantError,
     InvalidRequestError,
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oauth2.rfc8628 import (
-    AuthorizationPendingError,
-    DeviceCodeGrant as _DeviceCodeGrant,
-    ExpiredTokenError,
-    SlowDownError,
-)
 from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from identity import audit
 from identity.extensions import db
 from identity.models.base import utcnow
-from identity.models.oauth import AuthorizationCode, DeviceAuthorization, RefreshToken
+from identity.models.oauth import AuthorizationCode, RefreshToken
 from identity.models.user import User
 from identity.oauth import tokens as token_store
 from identity.oauth.metadata import AUTH_METHODS
@@ -343,70 +336,3 @@ class ClientCredentialsGrant(IssuesTokens, grants.ClientCredentialsGrant):  # ty
         allowed = self.request.client.get_allowed_scope(scope or None).split()
         service_scope = " ".join(s for s in allowed if s not in USER_SCOPES)
         return GrantContext(client=self.request.client, scope=service_scope)
-
-
-# Device authorization (RFC 8628) ------------------------------------------------------
-
-
-@dataclass
-class DeviceCredential:
-    row: DeviceAuthorization
-
-    def get_client_id(self) -> str:
-        return self.row.client.client_id
-
-    def get_scope(self) -> str:
-        return self.row.scope
-
-    def is_expired(self) -> bool:
-        return self.row.expires_at <= utcnow()
-
-
-class DeviceCodeGrant(IssuesTokens, _DeviceCodeGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
-
-    def query_device_credential(self, device_code: str) -> DeviceCredential | None:
-        if not isinstance(device_code, str) or len(device_code) > 200:
-            return None
-        row = db.session.get(DeviceAuthorization, token_hash(device_code))
-        return DeviceCredential(row) if row is not None else None
-
-    def validate_device_credential(self, credential: DeviceCredential) -> User:
-        """RFC 8628 section 3.5, with single use enforced by a conditional UPDATE."""
-        row = credential.row
-        now = utcnow()
-        if credential.is_expired():
-            raise ExpiredTokenError()
-        if row.status == "denied":
-            raise AccessDeniedError()
-        if row.status == "used":
-            raise InvalidGrantError("The device code was already used.")
-        if row.status == "approved":
-            claimed = db.session.execute(
-                update(DeviceAuthorization)
-                .where(
-                    DeviceAuthorization.device_code_hash == row.device_code_hash,
-                    DeviceAuthorization.status == "approved",
-                )
-                .values(status="used")
-            ).rowcount
-            if claimed != 1 or row.user_id is None:
-                raise InvalidGrantError("The device code was already used.")
-            return active_user(row.user_id)
-        interval = timedelta(seconds=runtime().settings.device_code_interval)
-        too_fast = row.last_polled_at is not None and now - row.last_polled_at < interval
-        row.last_polled_at = now
-        if too_fast:
-            raise SlowDownError()
-        raise AuthorizationPendingError()
-
-    def grant_context(self, user: User | None, scope: str) -> GrantContext:
-        row: DeviceAuthorization = self.request.credential.row
-        return GrantContext(
-            client=self.request.client,
-            scope=scope,
-            user=user,
-            auth_time=row.auth_time,
-            amr=list(row.amr),
-            acr=row.acr,
-        )

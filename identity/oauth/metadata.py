@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from identity.errors import InvalidInput
 
 AUTHORIZATION_CODE = "authorization_code"
-REFRESH_TOKEN = "refresh_token"
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type name
 CLIENT_CREDENTIALS = "client_credentials"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE)
@@ -46,7 +46,9 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 
 
 def _valid_host(host: str) -> bool:

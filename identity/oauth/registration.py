@@ -56,7 +56,7 @@ def _normalize(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         # OIDC Registration 2 / Discovery 3: only algorithms the server signs ID tokens with
         # (id_token_signing_alg_values_supported); another would fail at the token endpoint.
         signing_algs=tuple(a for a in ALGORITHMS if a in runtime().keys.ring(db.session).signing),
-        default_id_token_alg="RS256",  # OIDC Registration 2: the default when not given
+        default_id_token_alg="RS256",  # noqa: S106 - OIDC Registration 2 default
     )
     return name, meta
 
@@ -67,7 +67,8 @@ def _client_response(row: Client, status: int, **secrets: str | None) -> Respons
         "client_id": row.client_id,
         "client_name": row.name,
         "client_id_issued_at": int(row.created_at.timestamp()),
-        "registration_client_uri": f"{endpoint_urls(issuer)['registration_endpoint']}/{row.client_id}",
+        "registration_client_uri": f"{endpoint_urls(issuer)['registration_endpoint']}/"
+        f"{row.client_id}",
         **row.meta,
     }
     if row.client_secret_hash is not None:

@@ -11,7 +11,7 @@ from flask import Flask, Response, current_app
 from flask import request as flask_request
 
 from identity.extensions import db
-from identity.oauth import endpoints, grants
+from identity.oauth import device, endpoints, grants
 from identity.oauth.client_auth import JwksCache, PrivateKeyJWT
 from identity.runtime import runtime
 from identity.settings import Settings
@@ -84,7 +84,7 @@ def build_server(app: Flask, settings: Settings) -> OAuthServer:
     )
     authorization.register_grant(grants.RefreshTokenGrant)
     authorization.register_grant(grants.ClientCredentialsGrant)
-    authorization.register_grant(grants.DeviceCodeGrant)
+    authorization.register_grant(device.DeviceCodeGrant)
     authorization.register_endpoint(endpoints.IntrospectionEndpoint)
     authorization.register_endpoint(endpoints.RevocationEndpoint)
     authorization.register_endpoint(endpoints.DeviceAuthorizationEndpoint)

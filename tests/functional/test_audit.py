@@ -94,7 +94,8 @@ def test_LOG_01_failed_sign_in_of_an_unknown_email_is_audited(app, client):
 
 def test_LOG_01_invitations_and_operator_created_users_are_audited(app):
     """Creating an invitation or a user by the operator path is audited."""
-    from identity.accounts.service import Accounts, create_invitation
+    from identity.accounts.admin import create_invitation
+    from identity.accounts.service import Accounts
     from identity.runtime import runtime
 
     with app.app_context():

@@ -149,7 +149,8 @@ def test_400_page_for_a_missing_csrf_token(client):
 def test_WEB_09_invalid_utf8_and_malformed_json_are_client_errors(client):
     """Garbage bytes and broken JSON bodies answer 4xx, never 500."""
     response = client.post(
-        "/sign-in", data=b"email=\xff\xfe&password=\xc3\x28",
+        "/sign-in",
+        data=b"email=\xff\xfe&password=\xc3\x28",
         content_type="application/x-www-form-urlencoded",
     )
     assert 400 <= response.status_code < 500

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from identity.accounts.service import create_invitation
+from identity.accounts.admin import create_invitation
 from identity.errors import InvalidInput
 from identity.extensions import db
 from identity.models.base import utcnow
@@ -35,8 +35,13 @@ def register(app, token, email="new@example.org", **extra):
     page = client.get("/register", query_string={"invite": token})
     if page.status_code != 200:
         return page
-    data = {"csrf_token": csrf_token(page.data), "email": email, "password": PASSWORD,
-            "invite": token, **extra}
+    data = {
+        "csrf_token": csrf_token(page.data),
+        "email": email,
+        "password": PASSWORD,
+        "invite": token,
+        **extra,
+    }
     return client.post("/register", data=data)
 
 
@@ -84,8 +89,12 @@ def test_AUTH_14_used_invitation_cannot_be_replayed_in_the_form(invite_app):
     client = invite_app.test_client()
     page = client.get("/register", query_string={"invite": token})
     assert register(invite_app, token).status_code == 303
-    data = {"csrf_token": csrf_token(page.data), "email": "late@example.org",
-            "password": PASSWORD, "invite": token}
+    data = {
+        "csrf_token": csrf_token(page.data),
+        "email": "late@example.org",
+        "password": PASSWORD,
+        "invite": token,
+    }
     assert client.post("/register", data=data).status_code == 403
     assert get_user(invite_app, "late@example.org") is None
 
@@ -160,8 +169,12 @@ def test_AUTH_14_weak_password_keeps_the_invitation(invite_app):
     token = invite(invite_app)
     client = invite_app.test_client()
     page = client.get("/register", query_string={"invite": token})
-    data = {"csrf_token": csrf_token(page.data), "email": "new@example.org",
-            "password": "password1234", "invite": token}
+    data = {
+        "csrf_token": csrf_token(page.data),
+        "email": "new@example.org",
+        "password": "password1234",
+        "invite": token,
+    }
     assert client.post("/register", data=data).status_code == 400
     assert register(invite_app, token).status_code == 303
 

@@ -60,8 +60,14 @@ def test_AUTH_12_forgot_password_same_response_for_known_unknown_unverified(app,
     seen = []
     for email in ("known@example.org", "nobody@example.org", "pending@example.org", "x"):
         response = form_post(app.test_client(), "/forgot-password", {"email": email})
-        seen.append((response.status_code, response.headers["Location"],
-                     set_cookie_names(response), comparable(response.data)))
+        seen.append(
+            (
+                response.status_code,
+                response.headers["Location"],
+                set_cookie_names(response),
+                comparable(response.data),
+            )
+        )
     assert seen[0][:2] == (303, "/forgot-password/sent")
     assert all(entry == seen[0] for entry in seen)
     assert sorted(m["To"] for m in mailbox.messages) == ["known@example.org", "pending@example.org"]
@@ -169,9 +175,11 @@ def test_AUTH_14_reset_link_expires(client, user, mailbox):
 def test_AUTH_17_mailed_links_never_use_the_request_host(app, client, user, mailbox):
     """Host and X-Forwarded-Host headers never reach the links in reset and verify mails."""
     headers = {"Host": "evil.test", "X-Forwarded-Host": "evil.test"}
-    for path, email in (("/forgot-password", "alice@example.org"),
-                        ("/register", "new@example.org"),
-                        ("/register", "alice@example.org")):
+    for path, email in (
+        ("/forgot-password", "alice@example.org"),
+        ("/register", "new@example.org"),
+        ("/register", "alice@example.org"),
+    ):
         token = csrf_token(client.get(path, headers=headers).data)
         data = {"csrf_token": token, "email": email, "password": PASSWORD}
         assert client.post(path, data=data, headers=headers).status_code == 303

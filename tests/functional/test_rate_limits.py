@@ -97,8 +97,9 @@ def test_AUTH_08_password_spraying_across_accounts_hits_the_ip_limit(app_factory
     app = app_factory(ratelimit_enabled=True, ratelimit_sign_in="5/minute")
     client = app.test_client()
     codes = [
-        post_form(client, "/sign-in", {"email": f"u{n}@example.org", "password": "Summer2030!"})
-        .status_code
+        post_form(
+            client, "/sign-in", {"email": f"u{n}@example.org", "password": "Summer2030!"}
+        ).status_code
         for n in range(7)
     ]
     assert codes == [200] * 5 + [429, 429]
@@ -165,8 +166,13 @@ def test_AUTH_08_throttle_is_the_same_for_known_and_unknown_emails(app_factory):
                 fail(client, email)
             response = fail(client, email)
             html = response.data.decode().replace(email, "EMAIL")
-            answers.append((response.status_code, response.headers["Retry-After"],
-                            html.split('name="csrf_token"')[0]))
+            answers.append(
+                (
+                    response.status_code,
+                    response.headers["Retry-After"],
+                    html.split('name="csrf_token"')[0],
+                )
+            )
     assert answers[0][0] == 429
     assert answers[0] == answers[1]
 

@@ -23,7 +23,8 @@ def test_REL_02_token_endpoint_fails_closed_with_503_json(app_without_database):
     """A token request during a database outage gets a JSON 503, never tokens or a 500."""
     client = app_without_database.test_client()
     response = client.post(
-        "/oauth/token", data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"}
+        "/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
     )
     assert response.status_code == 503
     assert response.json["error"] == "temporarily_unavailable"
@@ -33,10 +34,15 @@ def test_REL_02_token_endpoint_fails_closed_with_503_json(app_without_database):
 def test_LOG_05_redis_outage_on_rate_limited_page_is_503(tmp_path, database_url):
     """With the rate-limit store down a limited POST answers 503 instead of skipping the limit."""
     app = make_app(
-        tmp_path, database_url, ratelimit_enabled=True, ratelimit_storage_url="redis://127.0.0.1:1/0"
+        tmp_path,
+        database_url,
+        ratelimit_enabled=True,
+        ratelimit_storage_url="redis://127.0.0.1:1/0",
     )
     app.config["WTF_CSRF_ENABLED"] = False
-    response = app.test_client().post("/sign-in", data={"email": "a@example.org", "password": "x" * 12})
+    response = app.test_client().post(
+        "/sign-in", data={"email": "a@example.org", "password": "x" * 12}
+    )
     assert response.status_code == 503
 
 

@@ -85,10 +85,12 @@ def test_AUTH_14_tampered_or_foreign_links_are_refused(app, client, user, mailbo
     link = mailbox.last_link("new@example.org")
     form_post(client, "/forgot-password", {"email": "alice@example.org"})
     reset_token = mailbox.last_link("alice@example.org").rsplit("/", 1)[1]
-    for bad in (link[:-2] + ("AA" if not link.endswith("AA") else "BB"),
-                "/verify-email/made-up-token",
-                "/verify-email/" + reset_token,
-                "/verify-email/" + "x" * 1200):
+    for bad in (
+        link[:-2] + ("AA" if not link.endswith("AA") else "BB"),
+        "/verify-email/made-up-token",
+        "/verify-email/" + reset_token,
+        "/verify-email/" + "x" * 1200,
+    ):
         response = form_post(client, bad, {})
         assert response.status_code == 400, bad
         assert INVALID in response.data.decode()
@@ -128,8 +130,14 @@ def test_AUTH_12_resend_same_response_for_unknown_verified_and_unverified(app, m
     seen = []
     for email in ("nobody@example.org", "done@example.org", "pending@example.org", "bad"):
         response = form_post(app.test_client(), "/verify-email/resend", {"email": email})
-        seen.append((response.status_code, response.headers["Location"],
-                     set_cookie_names(response), comparable(response.data)))
+        seen.append(
+            (
+                response.status_code,
+                response.headers["Location"],
+                set_cookie_names(response),
+                comparable(response.data),
+            )
+        )
     assert seen[0][:2] == (303, "/verify-email/sent")
     assert all(entry == seen[0] for entry in seen)
     assert [m["To"] for m in mailbox.messages] == ["pending@example.org"]

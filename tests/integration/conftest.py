@@ -87,8 +87,14 @@ class Instance:
         return result
 
     def create_user(self, email_address: str, password: str) -> None:
-        self.cli("users", "create", email_address, "--password-stdin", "--verified",
-                 input=password + "\n")
+        self.cli(
+            "users",
+            "create",
+            email_address,
+            "--password-stdin",
+            "--verified",
+            input=password + "\n",
+        )
 
     @property
     def outbox(self) -> Path:
@@ -265,9 +271,9 @@ def post_form(
     return session.post(url, data={"csrf_token": csrf_token(page.text), **data}, timeout=10)
 
 
-def sign_in(session: requests.Session, base_url: str, email_address: str, password: str) -> (
-    requests.Response
-):
+def sign_in(
+    session: requests.Session, base_url: str, email_address: str, password: str
+) -> requests.Response:
     return post_form(session, base_url + "/sign-in", {"email": email_address, "password": password})
 
 

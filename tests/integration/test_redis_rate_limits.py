@@ -46,8 +46,10 @@ def test_sign_in_limit_is_shared_by_two_processes(
     second = identity_factory.server(first.instance, **env)
     servers = [first, second]
     sessions = [requests.Session(), requests.Session()]
-    tokens = [csrf_token(s.get(srv.url + "/sign-in", timeout=10).text)
-              for s, srv in zip(sessions, servers, strict=True)]
+    tokens = [
+        csrf_token(s.get(srv.url + "/sign-in", timeout=10).text)
+        for s, srv in zip(sessions, servers, strict=True)
+    ]
 
     statuses = []
     for attempt in range(5):

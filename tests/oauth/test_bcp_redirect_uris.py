@@ -638,7 +638,12 @@ def keys(app, monkeypatch):
 
 @pytest.mark.parametrize(
     "uri",
-    ["https://rp.test;x/cb", "https://bücher.example/cb", "https://rp.test:99999/cb", "https://a_b.test/cb"],
+    [
+        "https://rp.test;x/cb",
+        "https://bücher.example/cb",
+        "https://rp.test:99999/cb",
+        "https://a_b.test/cb",
+    ],
 )
 def test_BCP_03_redirect_uri_hosts_must_be_dns_names_or_ip_literals(uri):
     """Hosts with characters a DNS name cannot have (or a bad port) are refused at registration."""

@@ -273,7 +273,7 @@ def test_BCP_28_password_reset_revokes_refresh_and_access_tokens(app, rp, browse
 
 def test_BCP_28_disabling_the_user_revokes_refresh_and_access_tokens(app, rp, browser, client):
     """An administrator disabling the account ends every grant at once."""
-    from identity.accounts.service import set_disabled
+    from identity.accounts.admin import set_disabled
     from identity.extensions import db
     from identity.models.user import User
 

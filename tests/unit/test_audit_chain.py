@@ -40,9 +40,14 @@ def test_chain_hash_depends_on_every_field(session):
     """Changing any recorded field changes the event's hash."""
     event = session.get(AuditEvent, 2)
     original = audit.chain_hash(event)
-    for field, value in [("event", "user.other"), ("outcome", "success"),
-                         ("actor_id", uuid.uuid4()), ("ip", "203.0.113.1"),
-                         ("data", {"n": 99}), ("prev_hash", "f" * 64)]:
+    for field, value in [
+        ("event", "user.other"),
+        ("outcome", "success"),
+        ("actor_id", uuid.uuid4()),
+        ("ip", "203.0.113.1"),
+        ("data", {"n": 99}),
+        ("prev_hash", "f" * 64),
+    ]:
         saved = getattr(event, field)
         setattr(event, field, value)
         assert audit.chain_hash(event) != original, field

@@ -26,8 +26,9 @@ class Writes(io.StringIO):
 
 
 def record(name: str, message: str, level: int = logging.INFO) -> logging.LogRecord:
-    return logging.makeLogRecord({"name": name, "msg": message, "levelno": level,
-                                  "levelname": logging.getLevelName(level)})
+    return logging.makeLogRecord(
+        {"name": name, "msg": message, "levelno": level, "levelname": logging.getLevelName(level)}
+    )
 
 
 def handler_on(stream: io.StringIO) -> BatchingStreamHandler:
