@@ -165,14 +165,25 @@ class KeyRing:
     loaded_at: float = 0.0
     # The soonest moment a key changes state (activates, retires, is unpublished).
     next_change: float = float("inf")
+    # Imported keys by (kid, encrypted JWK): a reload imports only keys it has not seen.
+    imported: dict[tuple[str, str], Key] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, session: Session, cipher: KeyCipher) -> KeyRing:
+    def load(cls, session: Session, cipher: KeyCipher, previous: KeyRing | None = None) -> KeyRing:
+        """The published keys. Decrypting and importing a key is slow (about 0.2 s for a
+        3072-bit RSA key, which the library checks on import), so keys that ``previous``
+        already imported from the very same stored value are reused; a reload is then one
+        query."""
         now = utcnow()
         ring = cls(loaded_at=time.monotonic())
+        known = previous.imported if previous is not None else {}
         published = _published(session, now)
         for row in published:
-            key = import_key(cipher.decrypt(row.private_jwk_encrypted))
+            stored = (row.kid, row.private_jwk_encrypted)
+            key = known.get(stored)
+            if key is None:
+                key = import_key(cipher.decrypt(row.private_jwk_encrypted))
+            ring.imported[stored] = key
             ring.verifying[row.kid] = (row.alg, key)
             ring.jwks["keys"].append(row.public_jwk)
             if key_status(row, now) == "active":
@@ -183,6 +194,11 @@ class KeyRing:
                     delay = (moment - now).total_seconds()
                     ring.next_change = min(ring.next_change, ring.loaded_at + delay)
         return ring
+
+
+def _stale(ring: KeyRing | None) -> bool:
+    now = time.monotonic()
+    return ring is None or now - ring.loaded_at > RELOAD_INTERVAL or now >= ring.next_change
 
 
 class KeyStore:
@@ -196,10 +212,12 @@ class KeyStore:
 
     def ring(self, session: Session) -> KeyRing:
         ring = self._ring
-        now = time.monotonic()
-        if ring is None or now - ring.loaded_at > RELOAD_INTERVAL or now >= ring.next_change:
+        if _stale(ring):
             with self._lock:
-                ring = self._ring = KeyRing.load(session, self.cipher)
+                ring = self._ring
+                if _stale(ring):  # unless another thread reloaded it while this one waited
+                    ring = self._ring = KeyRing.load(session, self.cipher, ring)
+        assert ring is not None
         return ring
 
     def verification_key(self, session: Session, kid: str) -> tuple[str, Key] | None:
@@ -210,7 +228,7 @@ class KeyStore:
             # Another instance may have rotated; look once more, at most every few seconds.
             self._last_forced = now
             with self._lock:
-                ring = self._ring = KeyRing.load(session, self.cipher)
+                ring = self._ring = KeyRing.load(session, self.cipher, self._ring)
             found = ring.verifying.get(kid)
         return found
 

@@ -55,3 +55,28 @@ def test_read_rows_survives_connections_the_database_dropped(app: Any) -> None:
         db.session.commit()
     second = read_rows(settings, statement, {})[0][0]
     assert second != first
+
+
+def test_a_key_ring_reload_imports_only_new_keys(app: Any) -> None:
+    """Reloading (every minute, and after a rotation) reuses the keys it already imported
+    and still sees added and unpublished keys."""
+    from identity.extensions import db
+    from identity.oauth.keys import KeyRing, create_key, ensure_keys, retire
+
+    cipher = app.extensions["identity"].keys.cipher
+    with app.app_context():
+        ensure_keys(db.session, cipher, ("ES256", "RS256"))
+        db.session.commit()
+        first = KeyRing.load(db.session, cipher)
+        added = create_key(db.session, cipher, "ES256")
+        db.session.commit()
+        second = KeyRing.load(db.session, cipher, first)
+        assert set(second.verifying) == {*first.verifying, added.kid}
+        for kid, (_, key) in first.verifying.items():
+            assert second.verifying[kid][1] is key
+        old_es256 = next(k for k, (alg, _) in first.verifying.items() if alg == "ES256")
+        retire(db.session, old_es256, max_token_lifetime=600, immediately=True)
+        db.session.commit()
+        third = KeyRing.load(db.session, cipher, second)
+        assert old_es256 not in third.verifying
+        assert set(third.verifying) == set(second.verifying) - {old_es256}
