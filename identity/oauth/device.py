@@ -79,11 +79,4 @@ class DeviceCodeGrant(IssuesTokens, _DeviceCodeGrant):  # type: ignore[misc]
 
     def grant_context(self, user: User | None, scope: str) -> GrantContext:
         row: DeviceAuthorization = self.request.credential.row
-        return GrantContext(
-            client=self.request.client,
-            scope=scope,
-            user=user,
-            auth_time=row.auth_time,
-            amr=list(row.amr),
-            acr=row.acr,
-        )
+        return self.stored_context(row, user, scope)

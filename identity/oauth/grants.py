@@ -56,6 +56,19 @@ class IssuesTokens:
     def grant_context(self, user: User | None, scope: str) -> GrantContext:
         raise NotImplementedError
 
+    def stored_context(self, row: Any, user: User | None, scope: str, **more: Any) -> GrantContext:
+        """The context a stored grant (code, refresh token, device authorization) recorded
+        of how the user signed in."""
+        return GrantContext(
+            client=self.request.client,
+            scope=scope,
+            user=user,
+            auth_time=row.auth_time,
+            amr=list(row.amr),
+            acr=row.acr,
+            **more,
+        )
+
     def generate_token(
         self,
         user: User | None = None,
@@ -197,13 +210,10 @@ class AuthorizationCodeGrant(IssuesTokens, grants.AuthorizationCodeGrant):  # ty
 
     def grant_context(self, user: User | None, scope: str) -> GrantContext:
         row: AuthorizationCode = self.request.authorization_code.row
-        return GrantContext(
-            client=self.request.client,
-            scope=scope,
-            user=user,
-            auth_time=row.auth_time,
-            amr=list(row.amr),
-            acr=row.acr,
+        return self.stored_context(
+            row,
+            user,
+            scope,
             sid=row.sid,
             family_id=row.family_id,
             nonce=row.nonce,
@@ -310,13 +320,10 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
 
     def grant_context(self, user: User | None, scope: str) -> GrantContext:
         row: RefreshToken = self.request.refresh_token.row
-        return GrantContext(
-            client=self.request.client,
-            scope=scope,
-            user=user,
-            auth_time=row.auth_time,
-            amr=list(row.amr),
-            acr=row.acr,
+        return self.stored_context(
+            row,
+            user,
+            scope,
             sid=row.sid,
             family_id=row.family_id,
             family_expires_at=row.family_expires_at,

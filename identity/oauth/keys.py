@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -58,7 +59,7 @@ class KeyCipher:
         raw = base64.urlsafe_b64decode(token[len(self._PREFIX) :])
         try:
             plain = self._aead.decrypt(raw[:12], raw[12:], b"signing-key")
-        except Exception:  # noqa: BLE001 - InvalidTag: wrong secret key or corrupted data
+        except InvalidTag:  # a different secret key, or corrupted data
             raise ConfigError(
                 "signing keys cannot be decrypted: IDENTITY_SECRET_KEY differs from the one "
                 "they were created with (restore it, see docs/operations.md)"
