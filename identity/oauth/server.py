@@ -49,7 +49,9 @@ class OAuthServer(AuthorizationServer):  # type: ignore[misc]
     def create_oauth2_request(self, request: Any) -> OAuth2Request:
         if isinstance(request, OAuth2Request):
             return request
-        return FlaskOAuth2Request(flask_request)
+        # The request object itself, not Flask's proxy: Authlib reads request.values and
+        # the headers through it about ten times per request, each a context-var lookup.
+        return FlaskOAuth2Request(flask_request._get_current_object())  # type: ignore[attr-defined]
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Response:
         response: Response = super().handle_response(status_code, payload, headers)
