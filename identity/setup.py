@@ -82,9 +82,10 @@ def setup_oauth(app: Flask, settings: Settings) -> None:
 
 def setup_fast_paths(app: Flask) -> None:
     """Last step: drop per-request work that the finished app turns out not to need."""
-    from identity.extensions import drop_idle_rate_limit_check
+    from identity.extensions import drop_idle_rate_limit_check, skip_limiter_hooks_without_state
 
     drop_idle_rate_limit_check(app)
+    skip_limiter_hooks_without_state(app)
 
 
 def setup_blueprints(app: Flask) -> None:

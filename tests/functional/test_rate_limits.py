@@ -85,6 +85,18 @@ def test_mail_requests_are_rate_limited_per_ip(app_factory, path):
     assert_rate_limited(post_form(client, path, {"email": "a@example.org"}))
 
 
+def test_limited_views_answer_with_rate_limit_headers(app_factory):
+    """Flask-Limiter's header hook still runs for a request whose view checked a limit; it
+    is skipped only where there is nothing to add (docs/performance.md)."""
+    app = app_factory(ratelimit_enabled=True, ratelimit_sign_in="3/minute")
+    client = app.test_client()
+    response = post_form(client, "/sign-in", {"email": "x@example.org", "password": "nope nope"})
+    assert response.headers["X-RateLimit-Limit"] == "3"
+    assert response.headers["X-RateLimit-Remaining"] == "2"
+    assert "X-RateLimit-Reset" in response.headers
+    assert "X-RateLimit-Limit" not in client.get("/jwks.json").headers
+
+
 def test_page_views_are_not_rate_limited(app_factory):
     """GETs of the forms do not count against the POST limits."""
     app = app_factory(ratelimit_enabled=True, ratelimit_sign_in="1/minute")
