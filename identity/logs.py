@@ -29,8 +29,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        if has_request_context() and "request_id" in g:
-            entry["request_id"] = g.request_id
+        # One look-up of g instead of two ("in", then the attribute): every request logs.
+        request_id = g.get("request_id") if has_request_context() else None
+        if request_id is not None:
+            entry["request_id"] = request_id
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -159,16 +161,18 @@ def setup_request_logging(app: Flask) -> None:
 
     @app.after_request
     def _log_request(response: Response) -> Response:
-        if request.path in ("/healthz", "/readyz"):
+        # The request object itself: one proxy look-up instead of five on every request.
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        if req.path in ("/healthz", "/readyz"):
             return response
         elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
         log.info(
             "request",
             extra={
-                "method": request.method,
+                "method": req.method,
                 # Never the query string, and for matched routes the pattern, not the path:
                 # reset and verification links carry their token in the path (LOG-02).
-                "path": request.url_rule.rule if request.url_rule else request.path,
+                "path": req.url_rule.rule if req.url_rule else req.path,
                 "status": response.status_code,
                 "duration_ms": round(elapsed * 1000, 2),
             },

@@ -72,8 +72,9 @@ def setup_request_id(app: Flask) -> None:
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
-        if "request_id" in g:
-            response.headers["X-Request-ID"] = g.request_id
+        request_id = g.get("request_id")  # one look-up of g instead of two
+        if request_id is not None:
+            response.headers["X-Request-ID"] = request_id
         return response
 
 
