@@ -1,36 +1,74 @@
 """Outgoing mail: SMTP in production, a file or console outbox in development.
 
-Messages are handed to a small background pool so a request takes the same time whether or
-not it sends mail; that keeps sign-up and reset from revealing which addresses have accounts
-(AUTH-12) and keeps a slow SMTP server out of the request path. A failed send is retried a
-few times, then logged (never with the message body, which may hold a link).
+A message is queued in the ``mail_outbox`` table inside the transaction of the change that
+causes it, so it goes out only if that change commits, and once committed it is not lost
+(a crash, a restart, an SMTP server that is down). When the transaction commits, a small
+background pool of this process sends it; a request therefore takes the same time whether
+or not it sends mail, which keeps sign-up and reset from revealing which addresses have
+accounts (AUTH-12), and a slow SMTP server stays out of the request path. Every serving
+worker also sweeps the outbox every few seconds for what is due: retries of failed sends
+(growing delays, then the message is dropped with an error in the log) and messages left
+behind by a process that died. A sender leases a row before sending, so several workers
+and instances never send the same row at the same time.
+
+Delivery is at least once: a process that dies after the mail server took a message but
+before the row was deleted sends it again when the lease lapses. Messages are sealed
+(``identity.sealing``) in the table and never logged: they hold links that act as
+passwords.
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
 import logging
 import os
 import smtplib
 import ssl
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import delete, event, or_, select, update
+from sqlalchemy.orm import Session, scoped_session
+
+from identity.models.base import new_uuid, utcnow
+from identity.models.mail import OutboundMail
+from identity.sealing import Sealer, SealError
 from identity.settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger("identity.mail")
 
-RETRY_DELAYS = (1.0, 5.0, 15.0)
+# Seconds before each retry of a failed send; after the last one the message is dropped.
+RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
+# How long a sender owns a row; longer than any SMTP exchange (see smtp_timeout).
+LEASE = timedelta(minutes=5)
+SWEEP_INTERVAL = 5.0
+_QUEUED = "identity.mail.queued"  # key in Session.info: ids waiting for the commit
 
 
 class Mailer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secret_key: str) -> None:
         self.settings = settings
+        self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self._sealer = Sealer(secret_key, info=b"identity mail outbox v1", aad=b"mail")
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail")
         self._pending: list[Future[None]] = []
-        self.retry_delays: tuple[float, ...] = RETRY_DELAYS
+        self._lock = threading.Lock()
+        self._app: Flask | None = None
+
+    def init_app(self, app: Flask) -> None:
+        self._app = app
+
+    # Queueing ------------------------------------------------------------------------
 
     def build(self, to: str, subject: str, body: str) -> EmailMessage:
         if any(ch in to + subject for ch in "\r\n"):
@@ -44,39 +82,127 @@ class Mailer:
         message.set_content(body)
         return message
 
-    def send(self, to: str, subject: str, body: str) -> None:
-        message = self.build(to, subject, body)
-        future = self._pool.submit(self._deliver_with_retries, message)
-        self._pending = [f for f in self._pending if not f.done()] + [future]
+    def send(
+        self,
+        session: Session | scoped_session[Session],
+        to: str,
+        subject: str,
+        body: str,
+        user_id: uuid.UUID | None = None,
+    ) -> None:
+        """Queue a message in ``session``'s transaction; it is sent after the commit."""
+        row = OutboundMail(
+            id=new_uuid(),
+            user_id=user_id,
+            sealed=self._sealer.seal(bytes(self.build(to, subject, body))),
+            next_attempt_at=utcnow(),
+        )
+        session.add(row)
+        real = session() if isinstance(session, scoped_session) else session
+        if _QUEUED not in real.info:
+            real.info[_QUEUED] = []
+            event.listen(real, "after_commit", self._after_commit)
+            event.listen(real, "after_soft_rollback", self._after_rollback)
+        real.info[_QUEUED].append(row.id)
+
+    def _after_commit(self, session: Session) -> None:
+        queued, session.info[_QUEUED] = session.info.get(_QUEUED, []), []
+        if queued and self._app is not None:
+            futures = [self._pool.submit(self._send_now, mail_id) for mail_id in queued]
+            with self._lock:
+                self._pending = [f for f in self._pending if not f.done()] + futures
+
+    def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
+        # Rolled back: the rows are gone (or, after a savepoint, the sweep finds them).
+        session.info[_QUEUED] = []
+
+    def _send_now(self, mail_id: uuid.UUID) -> None:
+        from identity.extensions import db
+
+        assert self._app is not None
+        with self._app.app_context():
+            try:
+                self.deliver_one(db.session(), mail_id)
+            except Exception:
+                # Nobody waits on this future: without a log line the failure would vanish.
+                # The row stays; the sweep retries it once its lease lapses.
+                log.exception("mail not sent", extra={"event": "mail.error"})
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait for queued messages (tests, and graceful shutdown)."""
-        for future in list(self._pending):
+        """Wait for the sends started by commits so far (tests, and graceful shutdown)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future in pending:
             future.result(timeout=timeout)
-        self._pending = []
 
-    def _deliver_with_retries(self, message: EmailMessage) -> None:
-        for attempt, delay in enumerate((0.0, *self.retry_delays)):
-            time.sleep(delay)
-            try:
-                self.deliver(message)
-            except (OSError, smtplib.SMTPException) as exc:
-                log.warning(
-                    "mail delivery failed",
-                    extra={
-                        "event": "mail.failed",
-                        "attempt": attempt + 1,
-                        "error": type(exc).__name__,
-                    },
+    # Sending -------------------------------------------------------------------------
+
+    def deliver_due(self, session: Session, now: datetime | None = None, limit: int = 20) -> int:
+        """Send what is due and not leased (the sweep); returns how many were tried."""
+        now = now or utcnow()
+        due = (
+            session.execute(
+                select(OutboundMail.id)
+                .where(
+                    OutboundMail.next_attempt_at <= now,
+                    or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < now),
                 )
-                continue
-            except Exception:
-                # Nobody waits on this future: without a log line the message would vanish.
-                log.exception("mail not sent", extra={"event": "mail.error"})
-                return
-            log.info("mail sent", extra={"event": "mail.sent", "subject": message["Subject"]})
+                .order_by(OutboundMail.next_attempt_at)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+        session.rollback()  # no transaction held while sending
+        return sum(self.deliver_one(session, mail_id, now) for mail_id in due)
+
+    def deliver_one(
+        self, session: Session, mail_id: uuid.UUID, now: datetime | None = None
+    ) -> bool:
+        """Lease one due row, send it, and delete it (or schedule its retry). False when
+        the row is gone, not due, or leased by another sender."""
+        now = now or utcnow()
+        claimed = session.execute(
+            update(OutboundMail)
+            .where(
+                OutboundMail.id == mail_id,
+                OutboundMail.next_attempt_at <= now,
+                or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < now),
+            )
+            .values(claimed_until=now + LEASE)
+        ).rowcount  # type: ignore[attr-defined]
+        session.commit()
+        if claimed != 1:
+            return False
+        row = session.get(OutboundMail, mail_id)
+        if row is None:
+            return False
+        try:
+            message = email.message_from_bytes(
+                self._sealer.open(row.sealed), policy=email.policy.default
+            )
+            self.deliver(message)  # type: ignore[arg-type]
+        except (OSError, smtplib.SMTPException, SealError) as exc:
+            self._failed(session, row, now, exc)
+            return True
+        session.execute(delete(OutboundMail).where(OutboundMail.id == mail_id))
+        session.commit()
+        log.info("mail sent", extra={"event": "mail.sent", "subject": message["Subject"]})
+        return True
+
+    def _failed(self, session: Session, row: OutboundMail, now: datetime, exc: Exception) -> None:
+        attempts = row.attempts + 1
+        details = {"attempt": attempts, "error": type(exc).__name__, "mail_id": str(row.id)}
+        if attempts > len(self.retry_delays):
+            session.delete(row)
+            session.commit()
+            log.error("mail dropped after retries", extra={"event": "mail.dropped", **details})
             return
-        log.error("mail dropped after retries", extra={"event": "mail.dropped"})
+        row.attempts = attempts
+        row.next_attempt_at = now + timedelta(seconds=self.retry_delays[attempts - 1])
+        row.claimed_until = None
+        session.commit()
+        log.warning("mail delivery failed", extra={"event": "mail.failed", **details})
 
     def deliver(self, message: EmailMessage) -> None:
         backend = self.settings.mail_backend

@@ -63,11 +63,13 @@ def purge(
     return counts
 
 
-def start_janitor(interval: float, run_once: Callable[[], object]) -> threading.Thread | None:
+def start_janitor(
+    interval: float, run_once: Callable[[], object], name: str = "purge"
+) -> threading.Thread | None:
     """Run ``run_once`` about every ``interval`` seconds in a daemon thread (0: never).
 
     The first run comes after a random part of the interval, so the workers of several
-    instances do not all purge at the same moment."""
+    instances do not all run at the same moment."""
     if interval <= 0:
         return None
     stop = threading.Event()
@@ -79,9 +81,9 @@ def start_janitor(interval: float, run_once: Callable[[], object]) -> threading.
             try:
                 run_once()
             except Exception:
-                log.exception("purge failed", extra={"event": "maintenance.purge_failed"})
+                log.exception(f"{name} failed", extra={"event": f"maintenance.{name}_failed"})
 
-    thread = threading.Thread(target=loop, name="identity-janitor", daemon=True)
+    thread = threading.Thread(target=loop, name=f"identity-{name}", daemon=True)
     thread.start()
     return thread
 
@@ -97,3 +99,18 @@ def start_janitor_for(app: Flask) -> threading.Thread | None:
             purge(db.session, settings.session_idle_timeout)
 
     return start_janitor(settings.purge_interval, run_once)
+
+
+def start_mail_sweeper_for(app: Flask) -> threading.Thread | None:
+    """Every few seconds, send the outbox's due mail: retries, and mail whose sender died."""
+    from identity.extensions import db
+    from identity.mail import SWEEP_INTERVAL
+
+    mailer = app.extensions["identity"].mailer
+
+    def run_once() -> None:
+        with app.app_context():
+            while mailer.deliver_due(db.session()) > 0:
+                pass  # a backlog goes out at once, a batch at a time
+
+    return start_janitor(SWEEP_INTERVAL, run_once, name="mail_sweep")

@@ -47,7 +47,7 @@ class Runtime:
                 settings.password_min_length, settings.password_max_length
             ),
             links=LinkSigner(secret_key),
-            mailer=Mailer(settings),
+            mailer=Mailer(settings, secret_key),
             device_cookie=DeviceCookie(secret_key),
             throttle_policy=ThrottlePolicy(
                 settings.login_throttle_free_attempts, settings.login_throttle_max_delay

@@ -191,10 +191,11 @@ def serve_wsgi(
 def run(settings: Settings, *, host: str, port: int, workers: int, server: str = "granian") -> None:
     def load() -> WSGIApp:
         from identity import create_app
-        from identity.maintenance import start_janitor_for
+        from identity.maintenance import start_janitor_for, start_mail_sweeper_for
 
         app = create_app(settings)
         start_janitor_for(app)  # in each worker: expired rows go every purge_interval
+        start_mail_sweeper_for(app)  # and mail retries, or left behind by a dead process
         return app
 
     serve_wsgi(

@@ -53,6 +53,7 @@ def setup_runtime(app: Flask, settings: Settings) -> None:
     rt = Runtime.build(settings)
     app.secret_key = rt.secret_key
     app.extensions["identity"] = rt
+    rt.mailer.init_app(app)
 
 
 def setup_extensions(app: Flask, settings: Settings) -> None:

@@ -136,7 +136,7 @@ class Accounts:
         existing = self._user_by_email(email)
         password_hash = self.rt.hasher.hash(password)  # same cost whether or not it is used
         if existing is not None:
-            self._mail(existing.email, "account_exists", user=existing)
+            self._mail(existing, "account_exists")
             audit.record(
                 self.session,
                 "user.register",
@@ -217,7 +217,7 @@ class Accounts:
         user.verification_sent_at = utcnow()
         token = self.rt.links.sign(VERIFY, str(user.id), self._verify_state(user))
         link = f"{self.settings.issuer}/verify-email/{token}"
-        self._mail(user.email, "verify_email", user=user, link=link)
+        self._mail(user, "verify_email", link=link)
 
     def resend_verification(self, email: str) -> None:
         """Mail a new link when the account exists and is unverified; silent otherwise."""
@@ -329,7 +329,7 @@ class Accounts:
         user.reset_requested_at = now
         token = self.rt.links.sign(RESET, str(user.id), self._reset_state(user))
         link = f"{self.settings.issuer}/reset-password/{token}"
-        self._mail(user.email, "reset_password", user=user, link=link)
+        self._mail(user, "reset_password", link=link)
         audit.record(self.session, "user.password_reset_requested", subject_id=user.id)
 
     def check_reset_link(self, token: str) -> User:
@@ -371,7 +371,7 @@ class Accounts:
         login_sessions.end_all(self.session, user.id, keep=keep_session)
         revoke_user_tokens(self.session, user.id, self.settings.access_token_lifetime)
         audit.record(self.session, "user.password_changed", actor_id=user.id, subject_id=user.id)
-        self._mail(user.email, "password_changed", user=user)
+        self._mail(user, "password_changed")
 
     def _set_password(self, user: User, password: str) -> None:
         user.password_hash = self.rt.hasher.hash(password)
@@ -392,8 +392,10 @@ class Accounts:
             raise LinkError()
         return user
 
-    def _mail(self, to: str, template: str, **context: object) -> None:
+    def _mail(self, user: User, template: str, **context: object) -> None:
+        """Queue a mail to the user in this transaction: it goes out when the change that
+        caused it commits, and not at all if it rolls back."""
         context.setdefault("issuer", self.settings.issuer)
-        subject = render_template(f"emails/{template}.subject.txt", **context).strip()
-        body = render_template(f"emails/{template}.txt", **context)
-        self.rt.mailer.send(to, subject, body)
+        subject = render_template(f"emails/{template}.subject.txt", user=user, **context).strip()
+        body = render_template(f"emails/{template}.txt", user=user, **context)
+        self.rt.mailer.send(self.session, user.email, subject, body, user_id=user.id)

@@ -2,6 +2,7 @@
 
 from identity.models.audit import AuditEvent, AuditHead
 from identity.models.base import Base
+from identity.models.mail import OutboundMail
 from identity.models.oauth import (
     AuthorizationCode,
     Client,
@@ -28,6 +29,7 @@ __all__ = [
     "Invitation",
     "LoginSession",
     "LoginThrottle",
+    "OutboundMail",
     "PendingAuthorization",
     "RefreshToken",
     "Role",

@@ -9,19 +9,13 @@ restarts and without a database read per request.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +23,7 @@ from sqlalchemy.orm import Session
 from identity.errors import ConfigError, InvalidInput
 from identity.models.base import utcnow
 from identity.models.oauth import SigningKey
+from identity.sealing import Sealer, SealError
 
 # Algorithms this server signs with; RS256 is mandatory for OpenID Connect.
 ALGORITHMS = ("ES256", "RS256", "EdDSA")
@@ -37,29 +32,18 @@ _UNKNOWN_KID_RELOAD_INTERVAL = 5.0
 
 
 class KeyCipher:
-    """AES-256-GCM under a key derived from the server secret."""
-
-    _PREFIX = "v1."
+    """Private JWKs sealed with AES-256-GCM under a key derived from the server secret."""
 
     def __init__(self, secret_key: str) -> None:
-        self._aead = AESGCM(
-            HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=None, info=b"identity signing keys v1"
-            ).derive(secret_key.encode())
-        )
+        self._sealer = Sealer(secret_key, info=b"identity signing keys v1", aad=b"signing-key")
 
     def encrypt(self, data: dict[str, Any]) -> str:
-        nonce = os.urandom(12)
-        sealed = self._aead.encrypt(nonce, json.dumps(data).encode(), b"signing-key")
-        return self._PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+        return self._sealer.seal(json.dumps(data).encode())
 
     def decrypt(self, token: str) -> dict[str, Any]:
-        if not token.startswith(self._PREFIX):
-            raise ConfigError("signing key: unknown encryption format")
-        raw = base64.urlsafe_b64decode(token[len(self._PREFIX) :])
         try:
-            plain = self._aead.decrypt(raw[:12], raw[12:], b"signing-key")
-        except InvalidTag:  # a different secret key, or corrupted data
+            plain = self._sealer.open(token)
+        except SealError:  # a different secret key, or corrupted data
             raise ConfigError(
                 "signing keys cannot be decrypted: IDENTITY_SECRET_KEY differs from the one "
                 "they were created with (restore it, see docs/operations.md)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -131,3 +133,30 @@ def test_registration_answers_normally_while_smtp_is_down(identity_factory: Harn
         controller.stop()
     assert message["Subject"] == "Verify your email address"
     assert "Traceback" not in server.log()
+
+
+def test_REL_01_mail_queued_before_a_crash_goes_out_after_the_restart(
+    identity_factory: Harness,
+) -> None:
+    """The server acknowledged a registration but could not send its mail (SMTP down) and
+    was then killed (SIGKILL, no shutdown): the next server on the same database sends it."""
+    port = free_port()  # nothing listens here yet
+    first = identity_factory.server(**smtp_env(port))
+    register(first.url, requests.Session(), "fay@example.org")
+    wait_for(lambda: "mail delivery failed" in first.log(), what="the failed delivery log")
+    os.killpg(first.process.pid, signal.SIGKILL)
+    first.process.wait()
+    identity_factory.servers.remove(first)  # killed on purpose: no graceful exit to check
+
+    inbox = Inbox()
+    controller = smtp_server(port, inbox)
+    try:
+        second = identity_factory.server(first.instance, **smtp_env(port))
+        _, _, message = inbox.wait_for("fay@example.org", timeout=30)
+    finally:
+        controller.stop()
+    assert message["Subject"] == "Verify your email address"
+    assert link_in(message).startswith("/verify-email/")
+    # The very message the first server queued, sent by the second.
+    assert first.url + link_in(message) in message.get_content()
+    assert "mail sent" in second.log()
