@@ -27,6 +27,7 @@ import smtplib
 import ssl
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from sqlalchemy.orm import Session, scoped_session
 
 from identity.models.base import new_uuid, utcnow
 from identity.models.mail import OutboundMail
-from identity.sealing import Sealer, SealError
+from identity.sealing import Sealer
 from identity.settings import Settings
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 LEASE = timedelta(minutes=5)
 SWEEP_INTERVAL = 5.0
 _QUEUED = "identity.mail.queued"  # key in Session.info: ids waiting for the commit
+
+
+def _context(mail_id: uuid.UUID, user_id: uuid.UUID | None) -> bytes:
+    # Sealed together with its row's identity: a message moved to another row (or to no
+    # user, to outlive an erasure) does not open.
+    return f"{mail_id}:{user_id or ''}".encode()
 
 
 class Mailer:
@@ -91,10 +98,13 @@ class Mailer:
         user_id: uuid.UUID | None = None,
     ) -> None:
         """Queue a message in ``session``'s transaction; it is sent after the commit."""
+        mail_id = new_uuid()
         row = OutboundMail(
-            id=new_uuid(),
+            id=mail_id,
             user_id=user_id,
-            sealed=self._sealer.seal(bytes(self.build(to, subject, body))),
+            sealed=self._sealer.seal(
+                bytes(self.build(to, subject, body)), _context(mail_id, user_id)
+            ),
             next_attempt_at=utcnow(),
         )
         session.add(row)
@@ -103,18 +113,25 @@ class Mailer:
             real.info[_QUEUED] = []
             event.listen(real, "after_commit", self._after_commit)
             event.listen(real, "after_soft_rollback", self._after_rollback)
-        real.info[_QUEUED].append(row.id)
+        real.info[_QUEUED].append(mail_id)
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint was released; the rows are not visible before the commit
         queued, session.info[_QUEUED] = session.info.get(_QUEUED, []), []
-        if queued and self._app is not None:
+        if not queued or self._app is None:
+            return
+        try:
             futures = [self._pool.submit(self._send_now, mail_id) for mail_id in queued]
-            with self._lock:
-                self._pending = [f for f in self._pending if not f.done()] + futures
+        except RuntimeError:
+            return  # the interpreter is shutting down: the next sweep sends them
+        with self._lock:
+            self._pending = [f for f in self._pending if not f.done()] + futures
 
     def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
-        # Rolled back: the rows are gone (or, after a savepoint, the sweep finds them).
-        session.info[_QUEUED] = []
+        if previous_transaction.nested:
+            return  # a savepoint: rows queued before it are still part of the transaction
+        session.info[_QUEUED] = []  # the rows are gone
 
     def _send_now(self, mail_id: uuid.UUID) -> None:
         from identity.extensions import db
@@ -138,14 +155,18 @@ class Mailer:
     # Sending -------------------------------------------------------------------------
 
     def deliver_due(self, session: Session, now: datetime | None = None, limit: int = 20) -> int:
-        """Send what is due and not leased (the sweep); returns how many were tried."""
-        now = now or utcnow()
+        """Send what is due and not leased (the sweep); returns how many were tried.
+
+        ``now`` is for tests; by default each message is leased and rescheduled at the
+        time it is sent, not at the start of the batch (a slow SMTP server would otherwise
+        see leases that lapsed before they were taken)."""
+        moment = now or utcnow()
         due = (
             session.execute(
                 select(OutboundMail.id)
                 .where(
-                    OutboundMail.next_attempt_at <= now,
-                    or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < now),
+                    OutboundMail.next_attempt_at <= moment,
+                    or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < moment),
                 )
                 .order_by(OutboundMail.next_attempt_at)
                 .limit(limit)
@@ -153,56 +174,81 @@ class Mailer:
             .scalars()
             .all()
         )
-        session.rollback()  # no transaction held while sending
+        session.rollback()
         return sum(self.deliver_one(session, mail_id, now) for mail_id in due)
 
     def deliver_one(
         self, session: Session, mail_id: uuid.UUID, now: datetime | None = None
     ) -> bool:
         """Lease one due row, send it, and delete it (or schedule its retry). False when
-        the row is gone, not due, or leased by another sender."""
-        now = now or utcnow()
+        the row is gone, not due, or leased by another sender.
+
+        No transaction is open while the mail server is talked to: on SQLite an open
+        transaction holds the database's write lock, on PostgreSQL a connection."""
+        moment = now or utcnow()
         claimed = session.execute(
             update(OutboundMail)
             .where(
                 OutboundMail.id == mail_id,
-                OutboundMail.next_attempt_at <= now,
-                or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < now),
+                OutboundMail.next_attempt_at <= moment,
+                or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < moment),
             )
-            .values(claimed_until=now + LEASE)
+            .values(claimed_until=moment + LEASE)
         ).rowcount  # type: ignore[attr-defined]
+        found = None
+        if claimed == 1:
+            found = session.execute(
+                select(OutboundMail.sealed, OutboundMail.user_id, OutboundMail.attempts).where(
+                    OutboundMail.id == mail_id
+                )
+            ).one_or_none()
         session.commit()
-        if claimed != 1:
+        if found is None:
             return False
-        row = session.get(OutboundMail, mail_id)
-        if row is None:
-            return False
+        sealed, user_id, attempts = found
         try:
             message = email.message_from_bytes(
-                self._sealer.open(row.sealed), policy=email.policy.default
+                self._sealer.open(sealed, _context(mail_id, user_id)), policy=email.policy.default
             )
             self.deliver(message)  # type: ignore[arg-type]
-        except (OSError, smtplib.SMTPException, SealError) as exc:
-            self._failed(session, row, now, exc)
+        except Exception as exc:  # every failure counts towards the retries
+            self._failed(session, mail_id, attempts + 1, now, exc)
             return True
         session.execute(delete(OutboundMail).where(OutboundMail.id == mail_id))
         session.commit()
         log.info("mail sent", extra={"event": "mail.sent", "subject": message["Subject"]})
         return True
 
-    def _failed(self, session: Session, row: OutboundMail, now: datetime, exc: Exception) -> None:
-        attempts = row.attempts + 1
-        details = {"attempt": attempts, "error": type(exc).__name__, "mail_id": str(row.id)}
+    def _failed(
+        self,
+        session: Session,
+        mail_id: uuid.UUID,
+        attempts: int,
+        now: datetime | None,
+        exc: Exception,
+    ) -> None:
+        details = {"attempt": attempts, "error": type(exc).__name__, "mail_id": str(mail_id)}
+        expected = isinstance(exc, (OSError, smtplib.SMTPException))  # the server, not us
         if attempts > len(self.retry_delays):
-            session.delete(row)
+            session.execute(delete(OutboundMail).where(OutboundMail.id == mail_id))
             session.commit()
             log.error("mail dropped after retries", extra={"event": "mail.dropped", **details})
             return
-        row.attempts = attempts
-        row.next_attempt_at = now + timedelta(seconds=self.retry_delays[attempts - 1])
-        row.claimed_until = None
+        retry_at = (now or utcnow()) + timedelta(seconds=self.retry_delays[attempts - 1])
+        session.execute(
+            update(OutboundMail)
+            .where(OutboundMail.id == mail_id)
+            .values(attempts=attempts, next_attempt_at=retry_at, claimed_until=None)
+        )
         session.commit()
-        log.warning("mail delivery failed", extra={"event": "mail.failed", **details})
+        if expected:
+            log.warning("mail delivery failed", extra={"event": "mail.failed", **details})
+            return
+        # A bug, or a message that cannot be opened: worth a look. Where it happened, but
+        # not the exception's text, which may quote the message or the SMTP password.
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None
+        log.error("mail delivery failed", extra={"event": "mail.failed", "where": where, **details})
 
     def deliver(self, message: EmailMessage) -> None:
         backend = self.settings.mail_backend

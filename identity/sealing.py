@@ -30,17 +30,19 @@ class Sealer:
         self._aead = AESGCM(key)
         self._aad = aad
 
-    def seal(self, plain: bytes) -> str:
+    def seal(self, plain: bytes, context: bytes = b"") -> str:
+        """``context`` (say, the row's id) must be given again to open: a sealed value
+        moved to another row does not open there."""
         nonce = os.urandom(12)
         return PREFIX + base64.urlsafe_b64encode(
-            nonce + self._aead.encrypt(nonce, plain, self._aad)
+            nonce + self._aead.encrypt(nonce, plain, self._aad + context)
         ).decode("ascii")
 
-    def open(self, sealed: str) -> bytes:
+    def open(self, sealed: str, context: bytes = b"") -> bytes:
         if not sealed.startswith(PREFIX):
             raise SealError("unknown encryption format")
         try:
             raw = base64.urlsafe_b64decode(sealed[len(PREFIX) :])
-            return self._aead.decrypt(raw[:12], raw[12:], self._aad)
+            return self._aead.decrypt(raw[:12], raw[12:], self._aad + context)
         except (InvalidTag, ValueError):
             raise SealError("cannot be decrypted with this secret key") from None

@@ -127,7 +127,7 @@ def test_REL_12_queued_mail_is_sealed_at_rest(app, client):
     mailer(app).flush()
     [row] = outbox_rows(app)
     assert row.sealed.startswith("v1.")
-    for clear in ("ann@example.org", "verify-email", "Verify your email", "http"):
+    for clear in ("ann@example.org", "verify-email", "Verify your email", "http://"):
         assert clear not in row.sealed
 
 
@@ -175,3 +175,67 @@ def test_INPUT_07_header_injection_is_refused_before_queueing(app, header):
             subject += "\r\nBcc: eve@example.org"
         mailer(app).send(db.session, to, subject, "body")
     assert outbox_rows(app) == []
+
+
+def test_REL_01_no_transaction_is_open_while_the_mail_server_is_talked_to(app):
+    """Sending may take seconds (a slow or unreachable SMTP server): meanwhile other
+    requests must be able to write (SQLite's write lock is held by any open transaction)."""
+    written = []
+
+    def slow_server(message: EmailMessage) -> None:
+        with app.app_context():  # another request, in the middle of the send
+            db.session.add(User(email=f"writer{len(written)}@example.org", password_hash="x"))
+            db.session.commit()
+            written.append(message["To"])
+
+    mailer(app).deliver = slow_server
+    queue(app)
+    mailer(app).flush()
+    assert written == ["ann@example.org"]
+    assert outbox_rows(app) == []
+
+
+def test_REL_01_mail_queued_in_a_savepoint_waits_for_the_outer_commit(app, mailbox):
+    with app.app_context():
+        savepoint = db.session.begin_nested()
+        mailer(app).send(db.session, "ann@example.org", "Hello", "body")
+        savepoint.commit()
+        mailer(app).flush()
+        assert mailbox.messages == []  # released savepoint, outer transaction still open
+        db.session.commit()
+    assert [m["To"] for m in mailbox.messages] == ["ann@example.org"]
+
+
+def test_REL_01_an_unexpected_error_counts_as_a_failed_attempt(app, caplog):
+    """Not only SMTP errors: any failure is retried and, in the end, dropped; its log line
+    says where it happened but not the exception's text (it may quote the message)."""
+
+    def broken(message: EmailMessage) -> None:
+        raise ValueError(f"cannot send {message.get_content()}")
+
+    mailer(app).deliver = broken
+    caplog.set_level(logging.WARNING, logger="identity.mail")
+    queue(app)
+    mailer(app).flush()
+    [row] = outbox_rows(app)
+    assert row.attempts == 1 and row.claimed_until is None
+    [record] = [r for r in caplog.records if r.getMessage() == "mail delivery failed"]
+    assert record.levelno == logging.ERROR and record.error == "ValueError"
+    assert "test_mail_outbox.py" in record.where
+    assert record.exc_info is None and "secret-link" not in caplog.text
+
+
+def test_REL_12_a_sealed_message_moved_to_another_row_does_not_open(app, caplog):
+    server = FlakyServer(failures=2)
+    mailer(app).deliver = server
+    queue(app, to="ann@example.org")
+    queue(app, to="bob@example.org")
+    mailer(app).flush()
+    with app.app_context():
+        rows = db.session.execute(select(OutboundMail)).scalars().all()
+        rows[0].sealed, rows[1].sealed = rows[1].sealed, rows[0].sealed
+        db.session.commit()
+        later = utcnow() + timedelta(hours=1)
+        assert mailer(app).deliver_due(db.session(), now=later) == 2
+    assert server.sent == []
+    assert {row.attempts for row in outbox_rows(app)} == {2}
