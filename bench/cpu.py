@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("endpoints", nargs="*", default=[HELLO, *bench.ENDPOINTS])
     parser.add_argument("-n", type=int, default=2000, help="requests per endpoint (2000)")
     parser.add_argument("--pyinstrument", action="store_true", help="print a pyinstrument tree")
+    parser.add_argument(
+        "--all-frames", action="store_true", help="pyinstrument: show library frames too"
+    )
     parser.add_argument("--cprofile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key (cumulative)")
     parser.add_argument("--top", type=int, default=45, help="cProfile lines (45)")
@@ -165,7 +168,7 @@ def profile(args: argparse.Namespace, setup: bench.Setup) -> None:
         )
         if args.pyinstrument:
             profiler.stop()
-            print(profiler.output_text(unicode=False, color=False, show_all=False))
+            print(profiler.output_text(unicode=False, color=False, show_all=args.all_frames))
         elif args.cprofile:
             import pstats
 

@@ -50,6 +50,7 @@ MARKERS = "<!-- bench:{server}:begin -->", "<!-- bench:{server}:end -->"
 ENDPOINTS = ("token", "introspection", "userinfo", "jwks", "discovery", "refresh")
 LABELS = {
     "hello": 'Flask "hello world" (ceiling)',
+    "statement": "hello world + introspection's SQL statement (ceiling of one look-up)",
     "token": "token (client_credentials)",
     "introspection": "introspection (JWT access token)",
     "userinfo": "UserInfo",
@@ -79,6 +80,7 @@ class Setup:
     resource_auth: str  # Basic header of the resource server (introspection)
     rp_auth: str  # Basic header of the code-flow client that holds the refresh tokens
     access_token: str  # a user's JWT access token (UserInfo, introspection)
+    user_id: str  # its subject
     refresh_file: Path
     refresh_warmup_file: Path
     refresh_check: str
@@ -131,6 +133,11 @@ def drop_database(admin_url: str, name: str) -> None:
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def jwt_subject(token: str) -> str:
+    payload = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
 
 
 def mint_tokens(env: dict[str, str], rp_client_id: str, pools: dict[Path, int]) -> str:
@@ -260,6 +267,7 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         resource_auth=resource,
         rp_auth=basic(rp_out["client_id"], rp_out["client_secret"]),
         access_token=access_token,
+        user_id=jwt_subject(access_token),
         refresh_file=refresh_file,
         refresh_warmup_file=warmup_file,
         refresh_check=check_file.read_text().strip(),
@@ -340,6 +348,10 @@ def hello_server(args: argparse.Namespace, setup: Setup) -> Iterator[Server]:
         str(port),
         "--workers",
         str(args.workers),
+        "--database-url",
+        setup.database_url,
+        "--user-id",
+        setup.user_id,
     ]
     url = f"http://127.0.0.1:{port}"
     server = start(command, setup.env, url, "/", setup.files / "hello.log")
@@ -578,13 +590,13 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table(results: list[Result], hello: Result | None) -> str:
+def table(results: list[Result], hello: Result | None, ceilings: list[Result]) -> str:
     lines = [
         "| Endpoint | Requests/s | p50 (ms) | p99 (ms) | % of hello world "
         "| DB rows written per request | Errors |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    for result in ([hello] if hello else []) + results:
+    for result in ([hello] if hello else []) + ceilings + results:
         share = f"{100 * result.rps / hello.rps:.0f} %" if hello and hello.rps else "-"
         rows = "-" if result.rows_per_request is None else f"{result.rows_per_request:.2f}"
         errors = []
@@ -605,6 +617,7 @@ def report(
     setup: Setup,
     results: list[Result],
     hello: Result | None,
+    ceilings: list[Result],
     load_before: tuple[float, float, float],
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -629,7 +642,7 @@ def report(
             f"connections, {args.duration} s per endpoint after a {args.warmup} s warm-up.",
             f"- Versions: {versions(setup)}.",
             "",
-            table(results, hello),
+            table(results, hello, ceilings),
         ]
     )
 
@@ -669,7 +682,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=",".join(ENDPOINTS),
         help=f"comma-separated endpoints to measure (default: all of {','.join(ENDPOINTS)})",
     )
-    parser.add_argument("--no-hello", action="store_true", help="skip the hello-world ceiling")
+    parser.add_argument("--no-hello", action="store_true", help="skip the hello-world ceilings")
     parser.add_argument(
         "--refresh-pool",
         type=int,
@@ -708,22 +721,28 @@ def main(argv: list[str]) -> None:
     setup = prepare(args, files)
     results: list[Result] = []
     hello: Result | None = None
+    ceilings: list[Result] = []
     try:
         if not args.no_hello:
             with hello_server(args, setup) as server:
-                load = Load("/")
-                check(server.url, load, "Hello, World!")
-                if args.warmup:
-                    wrk(args, server.url, load, args.warmup, "hello")
-                hello = wrk(args, server.url, load, args.duration, "hello")
-            print(f"bench: hello {hello.rps:,.0f} req/s", file=sys.stderr)
+                for name, path in (("hello", "/"), ("statement", "/statement")):
+                    load = Load(path)
+                    check(server.url, load, "Hello, World!")
+                    if args.warmup:
+                        wrk(args, server.url, load, args.warmup, name)
+                    result = wrk(args, server.url, load, args.duration, name)
+                    if name == "hello":
+                        hello = result
+                    else:
+                        ceilings.append(result)
+                    print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
         all_loads = loads(setup)
         for name in args.only:
             load, expect = all_loads[name]
             result = measure(args, setup, name, load, expect)
             results.append(result)
             print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
-        text = report(args, setup, results, hello, load_before)
+        text = report(args, setup, results, hello, ceilings, load_before)
     finally:
         if not args.keep:
             name = setup.database_url.rsplit("/", 1)[1]
