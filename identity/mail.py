@@ -2,8 +2,8 @@
 
 A message is queued in the ``mail_outbox`` table inside the transaction of the change that
 causes it, so it goes out only if that change commits, and once committed it is not lost
-(a crash, a restart, an SMTP server that is down). When the transaction commits, a small
-background pool of this process sends it; a request therefore takes the same time whether
+(a crash, a restart, an SMTP server that is down). When the transaction commits, two
+background threads of this process send it; a request therefore takes the same time whether
 or not it sends mail, which keeps sign-up and reset from revealing which addresses have
 accounts (AUTH-12), and a slow SMTP server stays out of the request path. Every serving
 worker also sweeps the outbox every few seconds for what is due: retries of failed sends
@@ -23,13 +23,13 @@ import email
 import email.policy
 import logging
 import os
+import queue
 import smtplib
 import ssl
 import threading
 import time
 import traceback
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -53,6 +53,7 @@ RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 # How long a sender owns a row; longer than any SMTP exchange (see smtp_timeout).
 LEASE = timedelta(minutes=5)
 SWEEP_INTERVAL = 5.0
+SENDERS = 2  # threads per worker that send right after a commit
 _QUEUED = "identity.mail.queued"  # key in Session.info: ids waiting for the commit
 
 
@@ -67,9 +68,13 @@ class Mailer:
         self.settings = settings
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
         self._sealer = Sealer(secret_key, info=b"identity mail outbox v1", aad=b"mail")
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mail")
-        self._pending: list[Future[None]] = []
-        self._lock = threading.Lock()
+        # Ids of committed rows for the sender threads. They are daemons: at exit a send in
+        # progress is abandoned, not waited for (an SMTP server that hangs must not hold up
+        # a shutdown); its row stays, and another worker sends it once the lease lapses.
+        self._queue: queue.SimpleQueue[uuid.UUID] = queue.SimpleQueue()
+        self._unfinished = 0  # queued or being sent
+        self._idle = threading.Condition()
+        self._senders_started = False
         self._app: Flask | None = None
 
     def init_app(self, app: Flask) -> None:
@@ -121,36 +126,45 @@ class Mailer:
         queued, session.info[_QUEUED] = session.info.get(_QUEUED, []), []
         if not queued or self._app is None:
             return
-        try:
-            futures = [self._pool.submit(self._send_now, mail_id) for mail_id in queued]
-        except RuntimeError:
-            return  # the interpreter is shutting down: the next sweep sends them
-        with self._lock:
-            self._pending = [f for f in self._pending if not f.done()] + futures
+        with self._idle:
+            self._unfinished += len(queued)
+            if not self._senders_started:
+                self._senders_started = True
+                for n in range(SENDERS):
+                    threading.Thread(
+                        target=self._sender, name=f"identity-mail-{n}", daemon=True
+                    ).start()
+        for mail_id in queued:
+            self._queue.put(mail_id)
 
     def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
         if previous_transaction.nested:
             return  # a savepoint: rows queued before it are still part of the transaction
         session.info[_QUEUED] = []  # the rows are gone
 
-    def _send_now(self, mail_id: uuid.UUID) -> None:
+    def _sender(self) -> None:
         from identity.extensions import db
 
         assert self._app is not None
-        with self._app.app_context():
+        while True:
+            mail_id = self._queue.get()
             try:
-                self.deliver_one(db.session(), mail_id)
+                with self._app.app_context():
+                    self.deliver_one(db.session(), mail_id)
             except Exception:
-                # Nobody waits on this future: without a log line the failure would vanish.
+                # Nobody waits for this send: without a log line the failure would vanish.
                 # The row stays; the sweep retries it once its lease lapses.
                 log.exception("mail not sent", extra={"event": "mail.error"})
+            finally:
+                with self._idle:
+                    self._unfinished -= 1
+                    self._idle.notify_all()
 
     def flush(self, timeout: float = 30.0) -> None:
-        """Wait for the sends started by commits so far (tests, and graceful shutdown)."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for future in pending:
-            future.result(timeout=timeout)
+        """Wait until the sends started by commits so far are done (tests)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._unfinished == 0, timeout):
+                raise TimeoutError(f"mail still being sent after {timeout} s")
 
     # Sending -------------------------------------------------------------------------
 

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import time
 from datetime import timedelta
 from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, func, select
@@ -239,3 +243,38 @@ def test_REL_12_a_sealed_message_moved_to_another_row_does_not_open(app, caplog)
         assert mailer(app).deliver_due(db.session(), now=later) == 2
     assert server.sent == []
     assert {row.attempts for row in outbox_rows(app)} == {2}
+
+
+HANGING_SEND = """
+import sys, time
+from tests.conftest import make_app
+from identity.extensions import db
+
+app = make_app(__import__("pathlib").Path(sys.argv[1]), sys.argv[2])
+mailer = app.extensions["identity"].mailer
+mailer.deliver = lambda message: time.sleep(120)  # an SMTP server that never answers
+with app.app_context():
+    db.create_all()
+    mailer.send(db.session, "ann@example.org", "Hello", "body")
+    db.session.commit()
+time.sleep(0.5)  # the send is in progress
+print("exiting", flush=True)
+"""
+
+
+def test_REL_a_hanging_mail_server_does_not_hold_up_an_exit(tmp_path):
+    """A send in progress is abandoned at exit (its row stays for the next sweep), so a
+    worker stops on time even when the mail server hangs."""
+    root = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", HANGING_SEND, str(tmp_path), f"sqlite:///{tmp_path}/db.sqlite"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "exiting" in result.stdout
+    assert time.monotonic() - started < 30
