@@ -393,8 +393,7 @@ class Accounts:
         return user
 
     def _mail(self, user: User, template: str, **context: object) -> None:
-        """Queue a mail to the user in this transaction: it goes out when the change that
-        caused it commits, and not at all if it rolls back."""
+        """Queue a mail to the user; it goes out only if this transaction commits."""
         context.setdefault("issuer", self.settings.issuer)
         subject = render_template(f"emails/{template}.subject.txt", user=user, **context).strip()
         body = render_template(f"emails/{template}.txt", user=user, **context)
