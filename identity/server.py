@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -182,6 +183,11 @@ def serve_wsgi(
     finally:
         # gunicorn's forked workers leave through this frame too; only the master reports.
         if os.getpid() == master:
+            # The server has stopped; what is left is the interpreter's exit. A second
+            # SIGTERM now (a process manager, an impatient operator) would kill it with the
+            # default action, and turn a clean stop into "killed by signal 15".
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             log.info(
                 "server stopped",
                 extra={"event": "server.stopped", "server": server, "exit_code": code or 0},

@@ -255,3 +255,16 @@ def test_sigterm_lets_an_in_flight_request_finish(identity_factory: Harness) -> 
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # no CSRF token: a full answer
     assert server.stop() == 0
+
+
+def test_sigterm_again_while_stopping_still_exits_0(identity_factory: Harness) -> None:
+    """A process manager or an operator may send SIGTERM more than once: a server that is
+    already stopping finishes its clean stop instead of dying of the signal."""
+    server = identity_factory.server()
+    deadline = time.monotonic() + 40
+    while server.process.poll() is None and time.monotonic() < deadline:
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.002)
+    server.exit_code = server.process.wait(timeout=5)
+    assert server.exit_code == 0
+    assert '"event": "server.stopped"' in server.log()
