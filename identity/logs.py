@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
+from identity.security import before_every_request
+
 # Attributes every LogRecord has; anything else passed in ``extra`` becomes a JSON field.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # What json.dumps(entry, default=str, ensure_ascii=False) builds on every call, built once.
@@ -155,9 +157,10 @@ def configure_logging(level: str = "INFO") -> None:
 def setup_request_logging(app: Flask) -> None:
     log = logging.getLogger("identity.request")
 
-    @app.before_request
     def _start_timer() -> None:
         g.request_started = time.perf_counter()
+
+    before_every_request(app, _start_timer)  # timed from the first hook on
 
     @app.after_request
     def _log_request(response: Response) -> Response:

@@ -2,14 +2,14 @@
 
 A message is queued in the ``mail_outbox`` table inside the transaction of the change that
 causes it, so it goes out only if that change commits, and once committed it is not lost
-(a crash, a restart, an SMTP server that is down). When the transaction commits, two
-background threads of this process send it; a request therefore takes the same time whether
-or not it sends mail, which keeps sign-up and reset from revealing which addresses have
-accounts (AUTH-12), and a slow SMTP server stays out of the request path. Every serving
-worker also sweeps the outbox every few seconds for what is due: retries of failed sends
-(growing delays, then the message is dropped with an error in the log) and messages left
-behind by a process that died. A sender leases a row before sending, so several workers
-and instances never send the same row at the same time.
+(a crash, a restart, an SMTP server that is down). When the transaction commits, a
+background thread of this process sends it, in commit order; a request therefore takes the
+same time whether or not it sends mail, which keeps sign-up and reset from revealing which
+addresses have accounts (AUTH-12), and a slow SMTP server stays out of the request path.
+Every serving worker also sweeps the outbox every few seconds for what is due: retries of
+failed sends (growing delays, then the message is dropped with an error in the log) and
+messages left behind by a process that died. A sender leases a row before sending, so
+several workers and instances never send the same row at the same time.
 
 Delivery is at least once: a process that dies after the mail server took a message but
 before the row was deleted sends it again when the lease lapses. Messages are sealed
@@ -53,7 +53,6 @@ RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 # How long a sender owns a row; longer than any SMTP exchange (see smtp_timeout).
 LEASE = timedelta(minutes=5)
 SWEEP_INTERVAL = 5.0
-SENDERS = 2  # threads per worker that send right after a commit
 _QUEUED = "identity.mail.queued"  # key in Session.info: ids waiting for the commit
 
 
@@ -68,13 +67,15 @@ class Mailer:
         self.settings = settings
         self.retry_delays: tuple[float, ...] = RETRY_DELAYS
         self._sealer = Sealer(secret_key, info=b"identity mail outbox v1", aad=b"mail")
-        # Ids of committed rows for the sender threads. They are daemons: at exit a send in
-        # progress is abandoned, not waited for (an SMTP server that hangs must not hold up
-        # a shutdown); its row stays, and another worker sends it once the lease lapses.
+        # Ids of committed rows for the sender thread. One thread, so that a worker sends
+        # in commit order (a newer reset link must not arrive before the older one it
+        # replaced). A daemon: at exit a send in progress is abandoned, not waited for (an
+        # SMTP server that hangs must not hold up a shutdown); its row stays, and another
+        # worker sends it once the lease lapses.
         self._queue: queue.SimpleQueue[uuid.UUID] = queue.SimpleQueue()
         self._unfinished = 0  # queued or being sent
         self._idle = threading.Condition()
-        self._senders_started = False
+        self._sender_started = False
         self._app: Flask | None = None
 
     def init_app(self, app: Flask) -> None:
@@ -128,14 +129,11 @@ class Mailer:
             return
         with self._idle:
             self._unfinished += len(queued)
-            if not self._senders_started:
-                self._senders_started = True
-                for n in range(SENDERS):
-                    threading.Thread(
-                        target=self._sender, name=f"identity-mail-{n}", daemon=True
-                    ).start()
-        for mail_id in queued:
-            self._queue.put(mail_id)
+            for mail_id in queued:
+                self._queue.put(mail_id)
+            if not self._sender_started:
+                self._sender_started = True
+                threading.Thread(target=self._sender, name="identity-mail", daemon=True).start()
 
     def _after_rollback(self, session: Session, previous_transaction: Any) -> None:
         if previous_transaction.nested:

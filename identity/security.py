@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
@@ -64,11 +65,19 @@ def new_request_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
 
+def before_every_request(app: Flask, hook: Callable[[], None]) -> None:
+    """Run ``hook`` before the before-request hooks registered so far (CSRF's among them):
+    a hook that rejects the request (it raises or answers) skips all that come after it."""
+    app.before_request_funcs.setdefault(None, []).insert(0, hook)
+
+
 def setup_request_id(app: Flask) -> None:
-    @app.before_request
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else new_request_id()
+
+    # Every answer carries its id, the ones rejected by an earlier hook included.
+    before_every_request(app, _assign_request_id)
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

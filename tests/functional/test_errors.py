@@ -146,6 +146,21 @@ def test_400_page_for_a_missing_csrf_token(client):
     assert "The CSRF token is missing." in html
 
 
+def test_LOG_request_rejected_by_csrf_is_logged_with_its_id_and_duration(client, caplog):
+    """CSRF rejects in a before-request hook; the request id and timer run before it, so
+    the answer still carries its id and the log line its id and a real duration."""
+    caplog.set_level(logging.INFO, logger="identity.request")
+    response = client.post(
+        "/sign-in", data={"email": "a@example.org"}, headers={"X-Request-ID": "req-csrf-0001"}
+    )
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"] == "req-csrf-0001"
+    assert "req-csrf-0001" in response.data.decode()  # shown on the error page
+    [line] = [r for r in caplog.records if r.name == "identity.request"]
+    assert line.status == 400 and line.path == "/sign-in"
+    assert line.duration_ms > 0  # timed: without the timer it came out as -0.0
+
+
 def test_WEB_09_invalid_utf8_and_malformed_json_are_client_errors(client):
     """Garbage bytes and broken JSON bodies answer 4xx, never 500."""
     response = client.post(

@@ -278,3 +278,21 @@ def test_REL_a_hanging_mail_server_does_not_hold_up_an_exit(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "exiting" in result.stdout
     assert time.monotonic() - started < 30
+
+
+def test_mail_goes_out_in_commit_order(app):
+    """A newer reset link must not arrive before the older one it replaced: one worker
+    sends in the order of the commits, however long each send takes."""
+    sent: list[str] = []
+
+    def uneven_server(message: EmailMessage) -> None:
+        time.sleep(0.03 if int(message["Subject"].split()[-1]) % 2 == 0 else 0)
+        sent.append(message["Subject"])
+
+    mailer(app).deliver = uneven_server
+    for n in range(6):
+        with app.app_context():
+            mailer(app).send(db.session, "ann@example.org", f"mail {n}", "body")
+            db.session.commit()
+    mailer(app).flush()
+    assert sent == [f"mail {n}" for n in range(6)]
