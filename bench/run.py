@@ -135,11 +135,6 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def jwt_subject(token: str) -> str:
-    payload = token.split(".")[1]
-    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
-
-
 def mint_tokens(env: dict[str, str], rp_client_id: str, pools: dict[Path, int]) -> str:
     """A user access token and pools of refresh tokens, minted through the app's own
     TokenService (as the code flow would store them: one grant family per token)."""
@@ -234,7 +229,7 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
             "--first-party",
         )
     )
-    run_cli(
+    user_id = run_cli(  # prints the new user's id
         env,
         "users",
         "create",
@@ -267,7 +262,7 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         resource_auth=resource,
         rp_auth=basic(rp_out["client_id"], rp_out["client_secret"]),
         access_token=access_token,
-        user_id=jwt_subject(access_token),
+        user_id=user_id.split()[0],
         refresh_file=refresh_file,
         refresh_warmup_file=warmup_file,
         refresh_check=check_file.read_text().strip(),
