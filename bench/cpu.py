@@ -34,7 +34,7 @@ def environ_factory(load: bench.Load, issuer: str) -> Callable[[], dict[str, Any
 
     headers = {"Authorization": load.auth} if load.auth else {}
     if load.method == "POST":
-        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        headers["Content-Type"] = load.content_type
     base = EnvironBuilder(
         path=load.path,
         base_url=issuer,
@@ -99,7 +99,7 @@ def main() -> None:
         bench.drop_database(args.database_url, setup.database_url.rsplit("/", 1)[1])
 
 
-def profile(args: argparse.Namespace, setup: bench.Setup) -> None:
+def profile(args: argparse.Namespace, setup: bench.Setup) -> None:  # noqa: PLR0912 - one per option
     import os
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,7 +1,7 @@
 """Flask "hello world": the ceilings every endpoint is measured against.
 
 ``python bench/hello.py --server granian --port 8001 --workers 2`` serves it through
-``identity.server.serve_wsgi``, the very code path ``identity serve`` uses, so both run
+``identity.serving.serve_wsgi``, the very code path ``identity serve`` uses, so both run
 under the same server with the same settings.
 
 ``/`` answers a constant: the cost of the server and Flask alone. ``/statement`` also runs
@@ -61,7 +61,7 @@ def configure_statement(database_url: str, user_id: str) -> None:
 
 
 def main() -> None:
-    from identity.server import SERVERS, serve_wsgi
+    from identity.serving import SERVERS, serve_wsgi
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--server", choices=SERVERS, default="granian")

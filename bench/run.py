@@ -40,6 +40,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from importlib import metadata
 from pathlib import Path
 
@@ -47,7 +48,7 @@ BENCH = Path(__file__).resolve().parent
 DOC = BENCH.parent / "docs" / "performance.md"
 # The results of each server go between their own markers in docs/performance.md.
 MARKERS = "<!-- bench:{server}:begin -->", "<!-- bench:{server}:end -->"
-ENDPOINTS = ("token", "introspection", "userinfo", "jwks", "discovery", "refresh")
+ENDPOINTS = ("token", "introspection", "userinfo", "jwks", "discovery", "refresh", "authz")
 LABELS = {
     "hello": 'Flask "hello world" (ceiling)',
     "statement": "hello world + introspection's SQL statement (ceiling of one look-up)",
@@ -57,9 +58,11 @@ LABELS = {
     "jwks": "JWKS",
     "discovery": "discovery",
     "refresh": "token (refresh_token, rotating)",
+    "authz": "decision API (/api/v1/authz/check)",
 }
 USER_EMAIL = "bench@example.org"
 USER_SCOPE = "openid profile email offline_access"
+TOKENS_PER_COMMIT = 2000  # refresh tokens written per transaction while filling the pools
 
 
 def fail(message: str) -> None:
@@ -78,6 +81,7 @@ class Setup:
     port: int
     service_auth: str  # Basic header of the client_credentials client
     resource_auth: str  # Basic header of the resource server (introspection)
+    admin_token: str  # an identity:admin token of a service account holding auditor
     rp_auth: str  # Basic header of the code-flow client that holds the refresh tokens
     access_token: str  # a user's JWT access token (UserInfo, introspection)
     user_id: str  # its subject
@@ -135,7 +139,9 @@ def drop_database(admin_url: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def mint_tokens(env: dict[str, str], rp_client_id: str, pools: dict[Path, int]) -> str:
+def mint_tokens(
+    env: dict[str, str], rp_client_id: str, pools: dict[Path, int], auditor_id: str
+) -> tuple[str, str]:
     """A user access token and pools of refresh tokens, minted through the app's own
     TokenService (as the code flow would store them: one grant family per token)."""
     from sqlalchemy import select
@@ -170,15 +176,19 @@ def mint_tokens(env: dict[str, str], rp_client_id: str, pools: dict[Path, int]) 
             )
 
         access_token, _ = rt.tokens.access_token(db.session, context())
+        auditor = GrantContext(
+            client=rt.clients.get(db.session, auditor_id), scope="identity:admin"
+        )
+        admin_token, _ = rt.tokens.access_token(db.session, auditor)
         for path, count in pools.items():
             with path.open("w") as out:
                 for i in range(count):
                     out.write(rt.tokens.store_refresh_token(db.session, context()) + "\n")
-                    if i % 2000 == 1999:
+                    if i % TOKENS_PER_COMMIT == TOKENS_PER_COMMIT - 1:
                         db.session.commit()
             db.session.commit()
         db.engine.dispose()
-    return str(access_token)
+    return str(access_token), str(admin_token)
 
 
 def prepare(args: argparse.Namespace, files: Path) -> Setup:
@@ -209,6 +219,22 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         "--scope",
         "roles",
         "--resource-server",
+    )
+    auditor = json.loads(
+        run_cli(
+            env,
+            "clients",
+            "create",
+            "--json",
+            "--name",
+            "bench auditor",
+            "--grant-type",
+            "client_credentials",
+            "--scope",
+            "roles",
+            "--role",
+            "auditor",
+        )
     )
     rp_out = json.loads(
         run_cli(
@@ -248,7 +274,7 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         pools[refresh_file] = args.refresh_pool
         pools[warmup_file] = max(1, args.refresh_pool * args.warmup // max(args.duration, 1))
     started = time.monotonic()
-    access_token = mint_tokens(env, rp_out["client_id"], pools)
+    access_token, admin_token = mint_tokens(env, rp_out["client_id"], pools, auditor["client_id"])
     print(
         f"bench: minted {sum(pools.values())} refresh tokens in {time.monotonic() - started:.1f} s",
         file=sys.stderr,
@@ -260,6 +286,7 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         port=port,
         service_auth=service,
         resource_auth=resource,
+        admin_token=admin_token,
         rp_auth=basic(rp_out["client_id"], rp_out["client_secret"]),
         access_token=access_token,
         user_id=user_id.split()[0],
@@ -302,7 +329,7 @@ def start(command: list[str], env: dict[str, str], url: str, ready: str, log: Pa
         if process.poll() is not None:
             fail(f"server exited {process.returncode} while starting; log in {log}")
         with contextlib.suppress(OSError), urllib.request.urlopen(url + ready, timeout=2) as ok:
-            if ok.status == 200:
+            if ok.status == HTTPStatus.OK:
                 return server
         time.sleep(0.1)
     server.stop()
@@ -404,6 +431,7 @@ class Load:
     body: str = ""
     script: str = "get.lua"
     script_args: list[str] = field(default_factory=list)
+    content_type: str = "application/x-www-form-urlencoded"
 
 
 def to_ms(value: str) -> float:
@@ -426,7 +454,12 @@ def wrk(args: argparse.Namespace, url: str, load: Load, duration: int, name: str
     ]
     if load.script_args:
         command += ["--", *load.script_args]
-    env = {**os.environ, "BENCH_AUTH": load.auth, "BENCH_BODY": load.body}
+    env = {
+        **os.environ,
+        "BENCH_AUTH": load.auth,
+        "BENCH_BODY": load.body,
+        "BENCH_CONTENT_TYPE": load.content_type,
+    }
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         fail(f"wrk failed: {out.stderr}{out.stdout}")
@@ -456,7 +489,7 @@ def check(url: str, load: Load, expect: str) -> None:
     if load.auth:
         request.add_header("Authorization", load.auth)
     if load.method == "POST":
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        request.add_header("Content-Type", load.content_type)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read().decode()
@@ -497,6 +530,19 @@ def loads(setup: Setup) -> dict[str, tuple[Load, str]]:
         "userinfo": (Load("/userinfo", "GET", bearer), "sub"),
         "jwks": (Load("/jwks.json"), "keys"),
         "discovery": (Load("/.well-known/openid-configuration"), "issuer"),
+        "authz": (
+            Load(
+                "/api/v1/authz/check",
+                "POST",
+                f"Bearer {setup.admin_token}",
+                json.dumps(
+                    {"subject": {"user_id": setup.user_id}, "permission": "invoices:approve"}
+                ),
+                "post.lua",
+                content_type="application/json",
+            ),
+            "allowed",
+        ),
         "refresh": (
             Load(
                 "/oauth/token",
@@ -611,6 +657,7 @@ def report(
     args: argparse.Namespace,
     setup: Setup,
     results: list[Result],
+    *,
     hello: Result | None,
     ceilings: list[Result],
     load_before: tuple[float, float, float],
@@ -618,7 +665,7 @@ def report(
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     threads = ""
     if args.server == "granian":
-        from identity.server import GRANIAN_THREADS
+        from identity.serving import GRANIAN_THREADS
 
         threads = f", {GRANIAN_THREADS} threads each"
     return "\n".join(
@@ -737,7 +784,7 @@ def main(argv: list[str]) -> None:
             result = measure(args, setup, name, load, expect)
             results.append(result)
             print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
-        text = report(args, setup, results, hello, ceilings, load_before)
+        text = report(args, setup, results, hello=hello, ceilings=ceilings, load_before=load_before)
     finally:
         if not args.keep:
             name = setup.database_url.rsplit("/", 1)[1]

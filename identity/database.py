@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-from flask import Flask
 from sqlalchemy import Executable, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import CursorResult, Engine, Result
 from sqlalchemy.exc import DBAPIError
 
+from identity.exceptions import ConfigError
 from identity.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 
 def engine_options(settings: Settings) -> dict[str, Any]:
@@ -51,21 +56,38 @@ def configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def setup_database(app: Flask, settings: Settings) -> None:
-    from identity.extensions import db
+def sqlite_path(settings: Settings) -> Path | None:
+    """The SQLite database file, or None (PostgreSQL, or an in-memory database)."""
+    if not settings.is_sqlite:
+        return None
+    path = settings.sqlalchemy_url.removeprefix("sqlite:///")
+    return Path(path) if path and path != ":memory:" else None
 
-    if settings.is_sqlite:
-        path = settings.sqlalchemy_url.removeprefix("sqlite:///")
-        if path and path != ":memory:":
-            from pathlib import Path
 
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    app.config["SQLALCHEMY_DATABASE_URI"] = settings.sqlalchemy_url
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
-    db.init_app(app)
+def ensure_sqlite_folder(settings: Settings) -> None:
+    """Create the folder of the SQLite file; a ConfigError naming the setting and the reason
+    when it cannot be (an instance folder under /sys, or below a file)."""
+    path = sqlite_path(settings)
+    if path is None:
+        return
+    if not settings.database_url:
+        settings.ensure_instance_path()  # the default database lives in the instance folder
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"IDENTITY_DATABASE_URL: cannot create {path.parent}: "
+            f"{error.strerror or type(error).__name__}"
+        ) from None
+
+
+def create_command_engine(settings: Settings) -> Engine:
+    """The engine of one command: the server's options, without Flask."""
+    engine = create_engine(settings.sqlalchemy_url, **engine_options(settings))
     if settings.is_sqlite:
-        with app.app_context():
-            configure_sqlite(db.engine)
+        configure_sqlite(engine)
+    return engine
 
 
 # Hot-path reads (PostgreSQL) ---------------------------------------------------------------
@@ -117,9 +139,9 @@ def read_rows(
     dialect = engine.dialect
     sql = _driver_sql.get(statement)
     if sql is None:
-        sql = _driver_sql[statement] = str(statement.compile(dialect=dialect))
+        sql = _driver_sql[statement] = str(statement.compile(dialect=dialect))  # type: ignore[attr-defined]
     driver_error = dialect.loaded_dbapi.Error
-    for attempt in (1, 2):
+    for last_try in (False, True):
         connection = cursor = None
         try:
             connection = engine.raw_connection()
@@ -133,7 +155,7 @@ def read_rows(
             if dropped:
                 connection.invalidate(error)  # type: ignore[union-attr]
                 engine.dispose()
-            if attempt == 2 or not dropped:
+            if last_try or not dropped:
                 raise DBAPIError.instance(
                     sql,
                     params,
@@ -146,3 +168,24 @@ def read_rows(
             if connection is not None:
                 connection.close()
     raise AssertionError("unreachable")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed to return a Result;
+    for these statements it is a CursorResult, which alone has ``rowcount``."""
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def dialect_insert(session: Any, model: Any) -> Any:
+    """An INSERT with ON CONFLICT for the session's database: PostgreSQL and SQLite both
+    have it, under their own SQLAlchemy constructs."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+
+
+def upsert(
+    session: Any, model: Any, values: dict[str, Any], *, index: list[str], update: dict[str, Any]
+) -> Any:
+    """INSERT ... ON CONFLICT (index) DO UPDATE."""
+    statement = dialect_insert(session, model).values(**values)
+    return session.execute(statement.on_conflict_do_update(index_elements=index, set_=update))

@@ -9,9 +9,11 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from identity.errors import machine_facing
 from identity.extensions import db, limiter
+from identity.rbac.access import serves
 
-bp = Blueprint("health", __name__)
+bp = serves(machine_facing(Blueprint("health", __name__)), "public", "liveness and readiness only")
 log = logging.getLogger("identity.health")
 
 

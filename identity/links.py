@@ -1,9 +1,11 @@
-"""Signed, expiring, single-use links (email verification, password reset).
+"""Signed, expiring, single-use links (email verification, password reset, email change).
 
 A link carries the user id and a fingerprint of the state it is meant to change; once that
 state changes (the email is verified, the password is replaced, a newer reset link is issued)
-the fingerprint no longer matches and the link is dead. Links are built from the configured
-issuer, never from the Host header (AUTH-17).
+the fingerprint no longer matches and the link is dead. A link may also carry one value the
+change needs (the new address of an email change): signed, not encrypted, so only a value
+the link's recipient may read. Links are built from the configured issuer, never from the
+Host header (AUTH-17).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import Any
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from identity.errors import InvalidInput
+
+MAX_TOKEN_LENGTH = 1000  # far longer than any link this server signs
 
 
 class LinkError(InvalidInput):
@@ -27,12 +31,25 @@ class LinkSigner:
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(self._secret_key, salt=f"identity.link.{purpose}")
 
-    def sign(self, purpose: str, user_id: str, state: tuple[Any, ...]) -> str:
-        return self._serializer(purpose).dumps({"uid": user_id, "fp": fingerprint(state)})
+    def sign(
+        self, purpose: str, user_id: str, state: tuple[Any, ...], value: str | None = None
+    ) -> str:
+        payload = {"uid": user_id, "fp": fingerprint(state)}
+        if value is not None:
+            payload["v"] = value
+        return self._serializer(purpose).dumps(payload)
 
     def load(self, purpose: str, token: str, max_age: int) -> tuple[str, str]:
         """The (user id, fingerprint) a link carries; LinkError when forged or expired."""
-        if len(token) > 1000:
+        user_id, fp, _ = self.load_with_value(purpose, token, max_age)
+        return user_id, fp
+
+    def load_with_value(
+        self, purpose: str, token: str, max_age: int
+    ) -> tuple[str, str, str | None]:
+        """The (user id, fingerprint, value) a link carries; LinkError when forged or
+        expired."""
+        if len(token) > MAX_TOKEN_LENGTH:
             raise LinkError()
         try:
             payload = self._serializer(purpose).loads(token, max_age=max_age)
@@ -40,7 +57,8 @@ class LinkSigner:
             raise LinkError() from None
         if not isinstance(payload, dict) or not {"uid", "fp"} <= payload.keys():
             raise LinkError()
-        return str(payload["uid"]), str(payload["fp"])
+        value = payload.get("v")
+        return str(payload["uid"]), str(payload["fp"]), None if value is None else str(value)
 
 
 def fingerprint(state: tuple[Any, ...]) -> str:

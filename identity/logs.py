@@ -15,8 +15,6 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
 
-from identity.security import before_every_request
-
 # Attributes every LogRecord has; anything else passed in ``extra`` becomes a JSON field.
 _RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 # What json.dumps(entry, default=str, ensure_ascii=False) builds on every call, built once.
@@ -73,7 +71,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         # Handler.handle() calls this with self.lock held.
         try:
             line = self.format(record) + self.terminator
-        except Exception:  # logging must never raise into the app
+        except Exception:  # noqa: BLE001 - logging must never raise into the app
             self.handleError(record)
             return
         if record.name == "identity.request" and record.levelno <= logging.INFO:
@@ -108,10 +106,12 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         try:
             self.stream.write(text)
             self.stream.flush()
-        except Exception:  # as StreamHandler: report if asked to, never raise
+        except Exception:  # noqa: BLE001 - as StreamHandler: report if asked to, never raise
             if logging.raiseExceptions:
                 with contextlib.suppress(Exception):
-                    sys.__stderr__.write("--- logging error: could not write log lines\n")
+                    sys.__stderr__.write(  # type: ignore[union-attr]
+                        "--- logging error: could not write log lines\n"
+                    )
 
     def _start_flusher(self) -> None:
         """A thread per process (threads do not survive a fork) that writes held lines
@@ -125,7 +125,7 @@ class BatchingStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
         threading.Thread(target=self._flush_periodically, daemon=True, name="log-flush").start()
         atexit.register(self.flush)
         if "multiprocessing" in sys.modules:
-            from multiprocessing import util
+            from multiprocessing import util  # noqa: PLC0415 - only where already in use
 
             util.Finalize(None, self.flush, exitpriority=100)
 
@@ -160,7 +160,7 @@ def setup_request_logging(app: Flask) -> None:
     def _start_timer() -> None:
         g.request_started = time.perf_counter()
 
-    before_every_request(app, _start_timer)  # timed from the first hook on
+    app.before_request(_start_timer)  # timed from the first hook on
 
     @app.after_request
     def _log_request(response: Response) -> Response:

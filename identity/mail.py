@@ -26,6 +26,7 @@ import os
 import queue
 import smtplib
 import ssl
+import stat
 import threading
 import time
 import traceback
@@ -33,13 +34,18 @@ import uuid
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import delete, event, or_, select, update
 from sqlalchemy.orm import Session, scoped_session
 
+from identity.database import rowcount
+from identity.extensions import db
 from identity.models.base import new_uuid, utcnow
 from identity.models.mail import OutboundMail
+from identity.paths import templates_dir
 from identity.sealing import Sealer
 from identity.settings import Settings
 
@@ -53,6 +59,7 @@ RETRY_DELAYS = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0, 7200.0)
 # How long a sender owns a row; longer than any SMTP exchange (see smtp_timeout).
 LEASE = timedelta(minutes=5)
 SWEEP_INTERVAL = 5.0
+OUTBOX_MODE = 0o700  # the outbox folder: its owner only
 _QUEUED = "identity.mail.queued"  # key in Session.info: ids waiting for the commit
 
 
@@ -77,11 +84,37 @@ class Mailer:
         self._idle = threading.Condition()
         self._sender_started = False
         self._app: Flask | None = None
+        self._templates: Environment | None = None
 
     def init_app(self, app: Flask) -> None:
         self._app = app
 
     # Queueing ------------------------------------------------------------------------
+
+    def render(self, template: str, **context: Any) -> tuple[str, str]:
+        """The subject and body of ``templates/emails/TEMPLATE``, rendered without Flask so
+        that services and commands can."""
+        if self._templates is None:
+            self._templates = Environment(
+                loader=FileSystemLoader(templates_dir() / "emails"),
+                # As Flask does: HTML would be escaped; the .txt mails are not.
+                autoescape=select_autoescape(("html", "htm", "xml")),
+            )
+        subject = self._templates.get_template(f"{template}.subject.txt").render(context)
+        body = self._templates.get_template(f"{template}.txt").render(context)
+        return subject.strip(), body
+
+    def send_template(
+        self,
+        session: Session | scoped_session[Session],
+        to: str,
+        template: str,
+        user_id: uuid.UUID | None = None,
+        **context: Any,
+    ) -> None:
+        """Render ``template`` (see ``render``) and queue it like ``send``."""
+        subject, body = self.render(template, **context)
+        self.send(session, to, subject, body, user_id=user_id)
 
     def build(self, to: str, subject: str, body: str) -> EmailMessage:
         if any(ch in to + subject for ch in "\r\n"):
@@ -141,7 +174,6 @@ class Mailer:
         session.info[_QUEUED] = []  # the rows are gone
 
     def _sender(self) -> None:
-        from identity.extensions import db
 
         assert self._app is not None
         while True:
@@ -198,15 +230,17 @@ class Mailer:
         No transaction is open while the mail server is talked to: on SQLite an open
         transaction holds the database's write lock, on PostgreSQL a connection."""
         moment = now or utcnow()
-        claimed = session.execute(
-            update(OutboundMail)
-            .where(
-                OutboundMail.id == mail_id,
-                OutboundMail.next_attempt_at <= moment,
-                or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < moment),
+        claimed = rowcount(
+            session.execute(
+                update(OutboundMail)
+                .where(
+                    OutboundMail.id == mail_id,
+                    OutboundMail.next_attempt_at <= moment,
+                    or_(OutboundMail.claimed_until.is_(None), OutboundMail.claimed_until < moment),
+                )
+                .values(claimed_until=moment + LEASE)
             )
-            .values(claimed_until=moment + LEASE)
-        ).rowcount  # type: ignore[attr-defined]
+        )
         found = None
         if claimed == 1:
             found = session.execute(
@@ -223,7 +257,7 @@ class Mailer:
                 self._sealer.open(sealed, _context(mail_id, user_id)), policy=email.policy.default
             )
             self.deliver(message)  # type: ignore[arg-type]
-        except Exception as exc:  # every failure counts towards the retries
+        except Exception as exc:  # noqa: BLE001 - every failure counts towards the retries
             self._failed(session, mail_id, attempts + 1, now, exc)
             return True
         session.execute(delete(OutboundMail).where(OutboundMail.id == mail_id))
@@ -267,27 +301,42 @@ class Mailer:
         if backend == "smtp":
             self._deliver_smtp(message)
         elif backend == "file":
-            outbox = self.settings.instance_path / "outbox"
-            outbox.mkdir(parents=True, exist_ok=True)
-            name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
-            # Written aside, then renamed: whoever watches the outbox never reads half a file.
-            partial = outbox / f".{name}.partial"
-            partial.write_bytes(bytes(message))
-            os.replace(partial, outbox / name)
+            write_outbox_file(self.settings.instance_path / "outbox", bytes(message))
         else:
             log.info(
                 "mail (console backend)",
-                extra={"event": "mail.console", "message": message.as_string()},
+                extra={"event": "mail.console", "mail": message.as_string()},
             )
 
     def _deliver_smtp(self, message: EmailMessage) -> None:
         s = self.settings
         context = ssl.create_default_context()
-        smtp_class = smtplib.SMTP_SSL if s.smtp_security == "tls" else smtplib.SMTP
-        kwargs = {"context": context} if s.smtp_security == "tls" else {}
-        with smtp_class(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, **kwargs) as smtp:
+        smtp: smtplib.SMTP
+        if s.smtp_security == "tls":
+            smtp = smtplib.SMTP_SSL(
+                s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=context
+            )
+        else:
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+        with smtp:
             if s.smtp_security == "starttls":
                 smtp.starttls(context=context)
             if s.smtp_username and s.smtp_password:
                 smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
             smtp.send_message(message)
+
+
+def write_outbox_file(outbox: Path, data: bytes) -> Path:
+    """One message as a file only its owner may read: messages hold live reset and
+    verification links, so the folder is 0700 and each file 0600 whatever the umask."""
+    outbox.mkdir(mode=OUTBOX_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(outbox.stat().st_mode) != OUTBOX_MODE:
+        outbox.chmod(OUTBOX_MODE)  # a folder made by an earlier version, or by hand
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
+    # Written aside, then renamed: whoever watches the outbox never reads half a file.
+    partial = outbox / f".{name}.partial"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+    os.replace(partial, outbox / name)
+    return outbox / name

@@ -14,11 +14,12 @@ import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from flask import Flask
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from identity.database import rowcount
 from identity.models.base import utcnow
 from identity.models.oauth import (
     AuthorizationCode,
@@ -29,6 +30,9 @@ from identity.models.oauth import (
     UsedJti,
 )
 from identity.models.session import LoginSession, LoginThrottle
+
+if TYPE_CHECKING:
+    pass
 
 log = logging.getLogger("identity.maintenance")
 GRACE = timedelta(days=1)
@@ -57,7 +61,7 @@ def purge(
         ),
         "login_throttles": delete(LoginThrottle).where(LoginThrottle.last_failure_at < now - GRACE),
     }
-    counts = {name: int(session.execute(stmt).rowcount) for name, stmt in statements.items()}  # type: ignore[attr-defined]
+    counts = {name: rowcount(session.execute(stmt)) for name, stmt in statements.items()}
     session.commit()
     log.info("purged expired rows", extra={"event": "maintenance.purge", "deleted": counts})
     return counts
@@ -81,36 +85,8 @@ def start_janitor(
             try:
                 run_once()
             except Exception:
-                log.exception(f"{name} failed", extra={"event": f"maintenance.{name}_failed"})
+                log.exception("%s failed", name, extra={"event": f"maintenance.{name}_failed"})
 
     thread = threading.Thread(target=loop, name=f"identity-{name}", daemon=True)
     thread.start()
     return thread
-
-
-def start_janitor_for(app: Flask) -> threading.Thread | None:
-    """The janitor of one serving worker: purges within the app's own context."""
-    from identity.extensions import db
-
-    settings = app.extensions["identity"].settings
-
-    def run_once() -> None:
-        with app.app_context():
-            purge(db.session, settings.session_idle_timeout)
-
-    return start_janitor(settings.purge_interval, run_once)
-
-
-def start_mail_sweeper_for(app: Flask) -> threading.Thread | None:
-    """Every few seconds, send the outbox's due mail: retries, and mail whose sender died."""
-    from identity.extensions import db
-    from identity.mail import SWEEP_INTERVAL
-
-    mailer = app.extensions["identity"].mailer
-
-    def run_once() -> None:
-        with app.app_context():
-            while mailer.deliver_due(db.session()) > 0:
-                pass  # a backlog goes out at once, a batch at a time
-
-    return start_janitor(SWEEP_INTERVAL, run_once, name="mail_sweep")

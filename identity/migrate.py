@@ -57,3 +57,12 @@ def head_revision(engine: Engine) -> str | None:
 
 def is_current(engine: Engine) -> bool:
     return current_revision(engine) == head_revision(engine)
+
+
+def steps_to_base(engine: Engine) -> int:
+    """How many revisions the current one is above base (0 for an empty database)."""
+    current = current_revision(engine)
+    if current is None:
+        return 0
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    return sum(1 for _ in script.iterate_revisions(current, "base"))

@@ -11,6 +11,12 @@ from importlib import resources
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+# A password is too close to a word from the user's context (the email, the name) when it
+# holds a word of at least CONTEXT_WORD_LENGTH characters and fewer than CONTEXT_EXTRA others.
+CONTEXT_WORD_LENGTH = 4
+CONTEXT_EXTRA = 4
+MIN_DISTINCT_CHARACTERS = 3
+
 
 @dataclass(frozen=True)
 class PasswordPolicy:
@@ -31,11 +37,15 @@ class PasswordPolicy:
         lowered = password.strip().lower()
         if lowered in common_passwords():
             return ["This password is too common or has appeared in a data breach."]
-        for word in context:
-            word = word.strip().lower()
-            if len(word) >= 4 and word in lowered and len(lowered) - len(word) < 4:
+        for given in context:
+            word = given.strip().lower()
+            if (
+                len(word) >= CONTEXT_WORD_LENGTH
+                and word in lowered
+                and len(lowered) - len(word) < CONTEXT_EXTRA
+            ):
                 return ["The password is too similar to your email address or name."]
-        if len(set(lowered)) < 3:
+        if len(set(lowered)) < MIN_DISTINCT_CHARACTERS:
             return ["Use more than two different characters."]
         return []
 

@@ -1,19 +1,27 @@
-"""Objects built once per app from the settings, shared by views and services."""
+"""Objects built once per app from the settings, shared by views and services: their
+holder, ``Runtime``, and ``runtime()``, which finds the current app's."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
-from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
-from identity.links import LinkSigner
-from identity.mail import Mailer
-from identity.oauth.clients import ClientCache
-from identity.oauth.keys import KeyCipher, KeyStore
-from identity.oauth.tokens import TokenService
-from identity.passwords import Hasher, PasswordPolicy
-from identity.settings import Settings
+if TYPE_CHECKING:
+    # Types only: the services import this module for ``runtime()``, and the composition
+    # root (identity.factory.build_runtime) builds the objects.
+    from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
+    from identity.changes import ChangeFeed
+    from identity.links import LinkSigner
+    from identity.mail import Mailer
+    from identity.oauth.clients.authentication import JwksCache
+    from identity.oauth.clients.service import ClientCache
+    from identity.oauth.keys import KeyStore
+    from identity.oauth.tokens import TokenService
+    from identity.passwords import Hasher, PasswordPolicy
+    from identity.rbac.store import SnapshotCache
+    from identity.settings import Settings
 
 
 @dataclass
@@ -29,33 +37,9 @@ class Runtime:
     keys: KeyStore
     clients: ClientCache
     tokens: TokenService
-
-    @classmethod
-    def build(cls, settings: Settings) -> Runtime:
-        secret_key = settings.resolved_secret_key()
-        keys = KeyStore(KeyCipher(secret_key))
-        clients = ClientCache()
-        return cls(
-            settings=settings,
-            secret_key=secret_key,
-            hasher=Hasher(
-                settings.argon2_time_cost,
-                settings.argon2_memory_cost,
-                settings.argon2_parallelism,
-            ),
-            password_policy=PasswordPolicy(
-                settings.password_min_length, settings.password_max_length
-            ),
-            links=LinkSigner(secret_key),
-            mailer=Mailer(settings, secret_key),
-            device_cookie=DeviceCookie(secret_key),
-            throttle_policy=ThrottlePolicy(
-                settings.login_throttle_free_attempts, settings.login_throttle_max_delay
-            ),
-            keys=keys,
-            clients=clients,
-            tokens=TokenService(settings, keys, clients),
-        )
+    jwks_cache: JwksCache  # clients' fetched jwks_uri documents
+    changes: ChangeFeed  # kept current by a listener thread in each serving worker
+    rbac: SnapshotCache  # the policy snapshot (roles, groups, assignments)
 
 
 def runtime() -> Runtime:

@@ -5,25 +5,54 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from identity.errors import InvalidInput
 from identity.settings import Settings
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
-# No inline script anywhere (BCP-40); pages may only talk to and post to this origin.
-CONTENT_SECURITY_POLICY = (
+# No inline script anywhere (BCP-40); pages may only talk to and post to this origin, plus
+# the origins a view allows for its forms (``allow_form_target``).
+_CSP_BEFORE_FORM_ACTION = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'; object-src 'none'"
+    "font-src 'self'; connect-src 'self'; form-action 'self'"
 )
+_CSP_AFTER_FORM_ACTION = "; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+CONTENT_SECURITY_POLICY = _CSP_BEFORE_FORM_ACTION + _CSP_AFTER_FORM_ACTION
+
+
+def csp_source(uri: str) -> str:
+    """The CSP source expression for a (registered, validated) redirect URI: its origin, or
+    ``scheme:`` for a native app's private-use scheme (RFC 8252 section 7.1)."""
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        return f"{parts.scheme}://{parts.netloc}"
+    return f"{parts.scheme}:"
+
+
+def content_security_policy(form_targets: Iterable[str] = ()) -> str:
+    extra = "".join(f" {csp_source(uri)}" for uri in dict.fromkeys(form_targets))
+    return _CSP_BEFORE_FORM_ACTION + extra + _CSP_AFTER_FORM_ACTION
+
+
+def allow_form_target(uri: str) -> None:
+    """Let this page's forms end, through redirects, at ``uri``'s origin.
+
+    CSP's form-action also governs the redirects that follow a form submission: Chromium
+    refused the sign-in and consent forms whose answers redirect to the client with the
+    code ("violates form-action 'self'"). Views call this with the client's validated
+    redirect URI on pages whose form continues an authorization request.
+    """
+    g.form_targets = [*g.get("form_targets", ()), uri]
 
 
 REFERRER_POLICY = "same-origin"
+MAX_NEXT_LENGTH = 2000
 
 
 def client_ip() -> str:
@@ -42,9 +71,9 @@ def client_ip() -> str:
 
 def safe_next(target: str | None, default: str = "/") -> str:
     """Only a local path may follow ``next=`` (BCP-04): no scheme, host, or ``//``."""
-    if not target or len(target) > 2000:
+    if not target or len(target) > MAX_NEXT_LENGTH:
         return default
-    if any(ord(ch) < 0x20 or ch == "\\" for ch in target):
+    if any(ch < " " or ch == "\\" for ch in target):  # a control character or a backslash
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -65,10 +94,26 @@ def new_request_id() -> str:
     return f"{random.getrandbits(64):016x}"
 
 
-def before_every_request(app: Flask, hook: Callable[[], None]) -> None:
-    """Run ``hook`` before the before-request hooks registered so far (CSRF's among them):
-    a hook that rejects the request (it raises or answers) skips all that come after it."""
-    app.before_request_funcs.setdefault(None, []).insert(0, hook)
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def has_nul(values: Iterable[tuple[str, str]]) -> bool:
+    return any("\x00" in key or "\x00" in value for key, value in values)
+
+
+def setup_input_guard(app: Flask) -> None:
+    """No parameter of any request may hold a NUL character: none is ever meaningful, and
+    PostgreSQL refuses them in text (a client_id=a%00b answered 500). The request is refused
+    in the protocol's own error format before any view reads it."""
+
+    def _refuse_nul() -> None:
+        if "\x00" in request.path or has_nul(request.args.items(multi=True)):
+            raise InvalidInput("The request contains a NUL character.")
+        form = request.method == "POST" and request.mimetype in FORM_TYPES
+        if form and has_nul(request.form.items(multi=True)):
+            raise InvalidInput("The request contains a NUL character.")
+
+    app.before_request(_refuse_nul)
 
 
 def setup_request_id(app: Flask) -> None:
@@ -76,8 +121,8 @@ def setup_request_id(app: Flask) -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if REQUEST_ID_PATTERN.match(incoming) else new_request_id()
 
-    # Every answer carries its id, the ones rejected by an earlier hook included.
-    before_every_request(app, _assign_request_id)
+    # Every answer carries its id, the ones rejected by a later hook (CSRF's) included.
+    app.before_request(_assign_request_id)
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:
@@ -100,7 +145,6 @@ def setup_security_headers(app: Flask, settings: Settings) -> None:
         ("Cross-Origin-Resource-Policy", "same-origin"),
         ("X-Frame-Options", "DENY"),
     ]
-    html_only = [("Content-Security-Policy", CONTENT_SECURITY_POLICY)]
     https_only = [("Strict-Transport-Security", "max-age=31536000; includeSubDomains")]
     # Pages that depend on who is signed in must never be cached for someone else
     # (SESS-11); static assets keep their own caching.
@@ -113,16 +157,21 @@ def setup_security_headers(app: Flask, settings: Settings) -> None:
         headers = response.headers
         present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers
         static = request.endpoint == "static"
+        html = response.mimetype == "text/html"
+        csp = [("Content-Security-Policy", content_security_policy(g.get("form_targets", ())))]
+        # A view that chose its own caching (discovery and JWKS are public) keeps it whole:
+        # no Pragma: no-cache beside its max-age, and no Vary: Cookie on a public document.
+        own_caching = "cache-control" in present
         defaults = [
             *always,
-            *(html_only if response.mimetype == "text/html" else ()),
+            *(csp if html else ()),
             *https_only,
-            *(() if static else not_static),
+            *(() if static or own_caching else not_static),
         ]
         for name, value in defaults:
             if name.lower() not in present:
                 headers.add(name, value)
-        if not static:
+        if not static and not (own_caching and response.cache_control.public):
             if "vary" in present:
                 response.vary.add("Cookie")
             else:

@@ -8,8 +8,11 @@ prefixed with ``IDENTITY_``, and an optional TOML file named by ``IDENTITY_CONFI
 
 from __future__ import annotations
 
+import difflib
 import os
 import secrets
+import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -22,10 +25,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from identity.errors import ConfigError
+from identity.exceptions import ConfigError
 
 ENV_PREFIX = "IDENTITY_"
+# IDENTITY_* variables that are not settings: the configuration file, and the switches of
+# this repository's test suite (a developer's shell may export them).
+OTHER_VARIABLES = frozenset({"CONFIG", "TEST_DATABASE_URL", "REQUIRE_ALL_TESTS"})
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+MIN_SECRET_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -41,7 +48,9 @@ class Settings(BaseSettings):
     instance_path: Path = Field(
         Path("instance"),
         description="Folder for the SQLite database, the generated secret key, the mail "
-        "outbox and the optional identity.toml.",
+        "outbox and the optional identity.toml. A relative path is relative to the current "
+        "directory of each command: set an absolute one (`identity check` prints the full "
+        "path in use).",
     )
     database_url: str = Field(
         "",
@@ -72,7 +81,22 @@ class Settings(BaseSettings):
     )
     ratelimit_enabled: bool = Field(True, description="Turn the request rate limits off.")
     ratelimit_sign_in: str = Field(
-        "10/minute;100/hour", description="Sign-in attempts per client IP."
+        "10/minute;100/hour",
+        description="Failed sign-in attempts per client IP (successful ones do not count).",
+    )
+    ratelimit_authorize: str = Field(
+        "120/minute;1200/hour",
+        description="Authorization requests per client IP that must be kept while the user "
+        "signs in or consents (requests answered at once do not count).",
+    )
+    ratelimit_client: str = Field(
+        "300/minute",
+        description="Pushed authorization and device authorization requests per client "
+        "(`client_id`), on top of the per-IP limit of the same endpoints.",
+    )
+    ratelimit_client_ip: str = Field(
+        "60/minute",
+        description="Pushed authorization and device authorization requests per client IP.",
     )
     ratelimit_registration: str = Field(
         "5/minute;50/hour", description="Registrations per client IP."
@@ -215,7 +239,10 @@ class Settings(BaseSettings):
     )
     workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Level of the JSON log lines written to standard error."
+        "INFO",
+        description="Level of the JSON log lines written to standard error. Commands other "
+        "than `serve` write only warnings and errors there, unless `DEBUG` (then also the "
+        "audit events, which the audit trail in the database keeps in any case).",
     )
 
     @classmethod
@@ -253,7 +280,7 @@ class Settings(BaseSettings):
     @field_validator("secret_key")
     @classmethod
     def _secret_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < 32:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
             raise ValueError("must be at least 32 characters")
         return value
 
@@ -273,7 +300,7 @@ class Settings(BaseSettings):
             )
         if (
             self.dcr_initial_access_token is not None
-            and len(self.dcr_initial_access_token.get_secret_value()) < 32
+            and len(self.dcr_initial_access_token.get_secret_value()) < MIN_SECRET_LENGTH
         ):
             raise ValueError("IDENTITY_DCR_INITIAL_ACCESS_TOKEN must be at least 32 characters")
         return self
@@ -313,18 +340,51 @@ class Settings(BaseSettings):
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         path = self.instance_path / "secret_key"
-        if path.exists():
-            return path.read_text().strip()
-        self.instance_path.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(48)
-        # O_EXCL: when two workers start together only one key is ever written.
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key + "\n")
+            if path.exists():
+                return path.read_text().strip()
+            self.ensure_instance_path()
+            key = secrets.token_urlsafe(48)
+            # O_EXCL: when two workers start together only one key is ever written.
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                return path.read_text().strip()
+            with os.fdopen(fd, "w") as handle:
+                handle.write(key + "\n")
+        except OSError as error:
+            raise ConfigError(
+                f"IDENTITY_INSTANCE_PATH: cannot keep the generated secret key in "
+                f"{_shown(path)}: {_reason(error)} (or set IDENTITY_SECRET_KEY)"
+            ) from None
         return key
+
+    def ensure_instance_path(self) -> Path:
+        """The instance folder, created when missing; a ConfigError naming the setting and
+        the reason when it cannot be created or written to."""
+        path = self.instance_path
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"IDENTITY_INSTANCE_PATH: cannot create {_shown(path)}: {_reason(error)}"
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ConfigError(f"IDENTITY_INSTANCE_PATH: {_shown(path)} is not writable")
+        return path
+
+
+def _shown(path: Path) -> str:
+    """A path as the operator should read it: absolute (a relative instance folder is
+    relative to the current directory, which is easy to forget)."""
+    try:
+        return str(path.absolute())
+    except OSError:  # the current directory itself is gone
+        return str(path)
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or type(error).__name__
 
 
 def _toml_file() -> Path | None:
@@ -343,21 +403,79 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc)) from None
+        raise ConfigError(_one_line(exc, overrides)) from None
     except ValueError as exc:  # a malformed TOML file
         raise ConfigError(f"IDENTITY_CONFIG: {exc}") from None
 
 
-def _one_line(exc: ValidationError) -> str:
+def _one_line(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
+    """Every problem on one line, each named where the operator wrote it: a value from the
+    TOML file by the file and its key (and the variable that would override it), an unknown
+    key of the file by the file, the key and the closest setting."""
+    toml_file, toml_keys = _toml_keys()
     problems = []
     for error in exc.errors():
         location = [str(part) for part in error["loc"]]
         message = error["msg"].removeprefix("Value error, ")
-        if location:
-            problems.append(f"{ENV_PREFIX}{location[0].upper()}: {message}")
-        else:
+        if not location:
             problems.append(message)
+            continue
+        key = location[0]
+        variable = f"{ENV_PREFIX}{key.upper()}"
+        from_file = (
+            toml_file is not None
+            and key in toml_keys
+            and key not in overrides
+            and variable not in _environment_names()
+        )
+        if from_file and error["type"] == "extra_forbidden":
+            closest = _closest_setting(key)
+            hint = f" (did you mean {closest!r}?)" if closest else ""
+            problems.append(f"{toml_file}: unknown setting {key!r}{hint}")
+        elif from_file:
+            problems.append(f"{variable} ({key} in {toml_file}): {message}")
+        else:
+            problems.append(f"{variable}: {message}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+def _toml_keys() -> tuple[Path | None, set[str]]:
+    """The TOML file in use and its top-level keys (read again only to name a problem)."""
+    path = _toml_file()
+    if path is None:
+        return None, set()
+    try:
+        with path.open("rb") as handle:
+            return path, set(tomllib.load(handle))
+    except (OSError, ValueError):
+        return path, set()
+
+
+def _environment_names() -> set[str]:
+    return {name.upper() for name in os.environ}
+
+
+def _closest_setting(name: str) -> str | None:
+    """The setting whose name is closest to ``name`` (a typo of it), if one is close."""
+    close = difflib.get_close_matches(name.lower(), Settings.model_fields, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``IDENTITY_*`` environment variable that is no setting: such a
+    variable is ignored, and is most often a misspelt setting."""
+    environ = os.environ if environ is None else environ
+    warnings = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        suffix = name[len(ENV_PREFIX) :]
+        if suffix.lower() in Settings.model_fields or suffix.upper() in OTHER_VARIABLES:
+            continue
+        closest = _closest_setting(suffix)
+        hint = f" (did you mean {ENV_PREFIX}{closest.upper()}?)" if closest else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings
 
 
 def settings_reference() -> str:
@@ -372,7 +490,10 @@ def settings_reference() -> str:
         'from a TOML file (lower-case names, e.g. `issuer = "https://id.example.com"`) '
         "named by `IDENTITY_CONFIG` (default `instance/identity.toml` when it exists). "
         "Environment variables win over the file. Invalid values stop start-up with one "
-        "line naming the setting; `identity check` validates without starting.",
+        "line naming the setting (and, for a value from the file, the file and its key); "
+        "`identity check` validates without starting. An unknown key in the file stops "
+        "start-up too, naming the file, the key and the closest setting; an `IDENTITY_*` "
+        "variable that is no setting is ignored, with a warning naming the closest one.",
         "",
         "| Variable | Default | Description |",
         "|---|---|---|",

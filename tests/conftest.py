@@ -195,8 +195,11 @@ def make_user(app: Flask) -> Any:
         name: str | None = None,
     ) -> Any:
         from identity.models.user import Role
+        from identity.rbac.service import ensure_builtin_roles
 
         with app.app_context():
+            # The built-in roles (admin, user-manager, auditor) with their permissions.
+            ensure_builtin_roles(db.session)
             for role in roles:
                 if db.session.query(Role).filter_by(name=role).first() is None:
                     db.session.add(Role(name=role))

@@ -52,3 +52,14 @@ class ChangePasswordForm(FlaskForm):
 
 class ConfirmForm(FlaskForm):
     """A bare CSRF-protected button (sign-out, verify email)."""
+
+
+class NameForm(FlaskForm):
+    name = StringField("Name", validators=[Length(max=200)], render_kw={"autocomplete": "name"})
+
+
+class ChangeEmailForm(FlaskForm):
+    new_email = EmailField("New email", validators=EMAIL, render_kw={"autocomplete": "email"})
+    current_password = PasswordField(
+        "Current password", validators=PASSWORD, render_kw={"autocomplete": "current-password"}
+    )

@@ -1,4 +1,5 @@
-"""Account use cases: register, verify, sign in, reset and change passwords.
+"""Account use cases: register, verify, sign in, reset and change passwords, change the
+name and the email address.
 
 Services take a database session and the runtime; they never read ``flask.request``. Every
 outcome an attacker could observe is the same for an unknown email, a wrong password and an
@@ -12,36 +13,35 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from email_validator import EmailNotValidError, validate_email
-from flask import render_template
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from identity import audit
 from identity.accounts import throttle
+from identity.accounts.emails import InvalidEmail, normalize_email
 from identity.errors import InvalidInput
 from identity.links import LinkError, fingerprint
 from identity.models.base import utcnow
-from identity.models.user import Invitation, Role, User
-from identity.oauth.tokens import revoke_user_tokens
+from identity.models.user import Invitation, User, user_by_email
+from identity.random_tokens import token_hash
+from identity.rbac import service as rbac
+from identity.revocation import revoke_user_tokens
 from identity.runtime import Runtime
 from identity.sessions import service as login_sessions
-from identity.tokens import token_hash
 
 VERIFY = "verify-email"
 RESET = "reset-password"
+CHANGE_EMAIL = "change-email"
 # A second reset or verification mail for the same account within this window is not
 # sent (mail bombing, INPUT-14).
 MAIL_INTERVAL = timedelta(seconds=60)
+# Longer than any invitation token this server makes: refused before a lookup.
+MAX_INVITATION_TOKEN_LENGTH = 200
 
 
 class PasswordRejected(InvalidInput):
     """The new password breaks the policy; the message says how."""
-
-
-class InvalidEmail(InvalidInput):
-    message = "Enter a valid email address."
 
 
 class InvitationRequired(InvalidInput):
@@ -52,18 +52,16 @@ class WrongPassword(InvalidInput):
     message = "The current password is not correct."
 
 
-def normalize_email(raw: str) -> str:
-    """One canonical form per mailbox (INPUT-11): IDNA domain, NFC, lower case."""
-    # NFKC first: fullwidth and other compatibility forms of "alice@example.org" (U+FF41...)
-    # would otherwise register a second, confusable account next to it.
-    raw = unicodedata.normalize("NFKC", raw or "").strip()
-    if not raw or len(raw) > 320:
-        raise InvalidEmail()
-    try:
-        result = validate_email(raw, check_deliverability=False)
-    except EmailNotValidError:
-        raise InvalidEmail() from None
-    return unicodedata.normalize("NFC", result.normalized).lower()
+class SameEmail(InvalidInput):
+    message = "That is already your email address."
+
+
+class EmailTaken(InvalidInput):
+    """Another account has the address: a conflict (409) for the admin API, and still an
+    InvalidInput for the commands that report those."""
+
+    status_code = 409
+    code = "conflict"
 
 
 def clean_name(raw: str | None) -> str | None:
@@ -98,7 +96,7 @@ class Accounts:
             raise PasswordRejected(problems[0])
 
     def find_invitation(self, token: str | None) -> Invitation | None:
-        if not token or len(token) > 200:
+        if not token or len(token) > MAX_INVITATION_TOKEN_LENGTH:
             return None
         invitation = self.session.execute(
             select(Invitation).where(Invitation.token_hash == token_hash(token))
@@ -133,7 +131,7 @@ class Accounts:
         if mode == "invite" and invitation is None:
             raise InvitationRequired()
 
-        existing = self._user_by_email(email)
+        existing = user_by_email(self.session, email)
         password_hash = self.rt.hasher.hash(password)  # same cost whether or not it is used
         if existing is not None:
             self._mail(existing, "account_exists")
@@ -164,7 +162,8 @@ class Accounts:
                 self.session.rollback()
                 raise InvitationRequired()
             if invitation.role is not None:
-                user.roles.append(invitation.role)
+                rbac.assign(self.session, invitation.role, rbac.Principal("user", user.id))
+                self.session.expire(user, ["roles"])
         audit.record(
             self.session,
             "user.register",
@@ -183,30 +182,50 @@ class Accounts:
         verified: bool = False,
         name: str | None = None,
         actor_id: uuid.UUID | None = None,
+        actor: rbac.Principal | None = None,
+        client_id: str | None = None,
     ) -> User:
-        """Operator path (CLI): no mail, explicit errors."""
+        """Operator path (CLI, admin API): no mail, explicit errors. ``actor``, the admin
+        API's caller, can give only roles that hold nothing it does not hold (AUTHZ-05)."""
         email = normalize_email(email)
         self.check_password(password, email.split("@")[0], name or "")
-        if self.session.execute(select(User.id).where(User.email == email)).first():
-            raise InvalidInput(f"a user with email {email} already exists")
+        if user_by_email(self.session, email) is not None:
+            raise EmailTaken(f"a user with email {email} already exists")
         user = User(
             email=email,
             name=clean_name(name),
             password_hash=self.rt.hasher.hash(password),
             email_verified_at=utcnow() if verified else None,
         )
-        for role_name in roles:
-            query = select(Role).where(Role.name == role_name)
-            role = self.session.execute(query).scalar_one_or_none()
-            if role is None:
-                raise InvalidInput(f"unknown role: {role_name}")
-            user.roles.append(role)
-        self.session.add(user)
-        self.session.flush()
+        try:
+            with self.session.begin_nested():
+                self.session.add(user)
+                self.session.flush()
+        except IntegrityError:  # registered between the check and the flush
+            raise EmailTaken(f"a user with email {email} already exists") from None
+        rbac.give_roles(self.session, rbac.Principal("user", user.id), roles, actor=actor)
+        self.session.expire(user, ["roles"])
+        if actor_id is None and actor is not None and actor.kind == "user":
+            actor_id = actor.id
         audit.record(
-            self.session, "user.create", actor_id=actor_id, subject_id=user.id, roles=list(roles)
+            self.session,
+            "user.create",
+            actor_id=actor_id,
+            subject_id=user.id,
+            client_id=client_id,
+            roles=list(roles),
         )
         return user
+
+    def set_password(self, user: User, password: str, *, actor_id: uuid.UUID | None = None) -> None:
+        """Operator path (CLI): a new password without the current one, and no mail. Every
+        session ends and every grant is revoked, as after a reset (SESS-05, BCP-28)."""
+        self.check_password(password, user.email.split("@")[0], user.name or "")
+        self._set_password(user, password)
+        login_sessions.end_all(self.session, user.id)
+        revoke_user_tokens(self.session, user.id, self.settings.access_token_lifetime)
+        throttle.clear(self.session, user.email)
+        audit.record(self.session, "user.password_set", actor_id=actor_id, subject_id=user.id)
 
     # Email verification ------------------------------------------------------------
 
@@ -225,13 +244,25 @@ class Accounts:
             email = normalize_email(email)
         except InvalidEmail:
             return
-        user = self._user_by_email(email)
+        user = user_by_email(self.session, email)
         if user is None or user.is_verified or not user.is_active:
             return
         sent = user.verification_sent_at
         if sent is not None and utcnow() - sent < MAIL_INTERVAL:
             return  # one mail a minute per account, whatever the per-IP limits allow
         self.send_verification(user)
+
+    def check_verification_link(self, token: str) -> bool:
+        """True when the link can still verify its address; False when it was used (its
+        account's address is verified already); LinkError when forged, expired, or its
+        account is disabled."""
+        lifetime = self.settings.verification_link_lifetime
+        user, fp = self._link_user(VERIFY, token, lifetime)
+        if fingerprint(self._verify_state(user)) == fp:
+            return True
+        if user.is_verified:
+            return False
+        raise LinkError()
 
     def verify_email(self, token: str) -> User:
         lifetime = self.settings.verification_link_lifetime
@@ -264,7 +295,7 @@ class Accounts:
             )
             return SignInResult(None, "throttled", wait)
 
-        user = self._user_by_email(email)
+        user = user_by_email(self.session, email)
         if user is None:
             self.rt.hasher.burn(password)
             return self._failed(email, None, "unknown_user", counter)
@@ -312,7 +343,7 @@ class Accounts:
             email = normalize_email(email)
         except InvalidEmail:
             return
-        user = self._user_by_email(email)
+        user = user_by_email(self.session, email)
         if user is None or not user.is_active:
             audit.record(
                 self.session,
@@ -373,28 +404,139 @@ class Accounts:
         audit.record(self.session, "user.password_changed", actor_id=user.id, subject_id=user.id)
         self._mail(user, "password_changed")
 
+    # Name and email changes ------------------------------------------------------
+
+    def change_name(self, user: User, name: str | None) -> bool:
+        """Set (or with an empty value remove) the display name; False when unchanged."""
+        name = clean_name(name)
+        if name == user.name:
+            return False
+        user.name = name
+        user.updated_at = utcnow()  # the name and preferred_username claims changed
+        audit.record(self.session, "user.name_changed", actor_id=user.id, subject_id=user.id)
+        return True
+
+    def _email_change_state(self, user: User, new_email: str) -> tuple[object, ...]:
+        # The stamp of the newest request kills older links; a password change or reset
+        # (what the notice to the old address advises) kills them too.
+        sent = user.verification_sent_at.isoformat() if user.verification_sent_at else None
+        return (CHANGE_EMAIL, str(user.id), user.email, new_email, user.password_hash, sent)
+
+    def request_email_change(self, user: User, current_password: str, new_email: str) -> str:
+        """Mail a confirmation link to the new address and a notice to the current one;
+        the address changes only when the link is opened. Returns the normalised new
+        address. When another account has it, that account's owner is told instead and
+        nothing else differs: the caller answers the same either way."""
+        too_long = len(current_password) > self.settings.password_max_length
+        if too_long or not self.rt.hasher.verify(user.password_hash, current_password):
+            audit.record(
+                self.session,
+                "user.email_change_requested",
+                outcome="failure",
+                actor_id=user.id,
+                subject_id=user.id,
+                reason="wrong_password",
+            )
+            raise WrongPassword()
+        new_email = normalize_email(new_email)
+        if new_email == user.email:
+            raise SameEmail()
+        user.verification_sent_at = utcnow()
+        owner = user_by_email(self.session, new_email)
+        if owner is not None:
+            self._mail(owner, "email_change_taken")
+            audit.record(
+                self.session,
+                "user.email_change_requested",
+                outcome="failure",
+                actor_id=user.id,
+                subject_id=user.id,
+                reason="email_taken",
+                new_email=new_email,
+            )
+        else:
+            state = self._email_change_state(user, new_email)
+            token = self.rt.links.sign(CHANGE_EMAIL, str(user.id), state, new_email)
+            link = f"{self.settings.issuer}/account/email/confirm/{token}"
+            self._mail(user, "email_change_confirm", to=new_email, link=link)
+            audit.record(
+                self.session,
+                "user.email_change_requested",
+                actor_id=user.id,
+                subject_id=user.id,
+                new_email=new_email,
+            )
+        self._mail(user, "email_change_requested", new_email=new_email)
+        return new_email
+
+    def check_email_change_link(self, user: User, token: str) -> tuple[str, bool]:
+        """The new address a change link of ``user`` confirms, and whether the link can
+        still change it (False: it did already). LinkError when the link is forged,
+        expired, replaced by a newer one, or another account's."""
+        lifetime = self.settings.verification_link_lifetime
+        user_id, fp, new_email = self.rt.links.load_with_value(CHANGE_EMAIL, token, lifetime)
+        if user_id != str(user.id) or new_email is None or not user.is_active:
+            raise LinkError()
+        if fingerprint(self._email_change_state(user, new_email)) == fp:
+            return new_email, True
+        if user.email == new_email:
+            return new_email, False
+        raise LinkError()
+
+    def confirm_email_change(self, user: User, token: str) -> str:
+        """Change the address to the one the link confirms (verified, since the link
+        reached it). LinkError when the link does not work or the address was taken in the
+        meantime."""
+        new_email, usable = self.check_email_change_link(user, token)
+        if not usable or user_by_email(self.session, new_email) is not None:
+            raise LinkError()
+        old_email = user.email
+        user.email = new_email
+        user.email_verified_at = user.updated_at = utcnow()
+        try:
+            self.session.flush()
+        except IntegrityError:
+            # Registered by someone else between the check and the flush.
+            self.session.rollback()
+            raise LinkError() from None
+        audit.record(
+            self.session,
+            "user.email_changed",
+            actor_id=user.id,
+            subject_id=user.id,
+            old_email=old_email,
+            new_email=new_email,
+        )
+        return new_email
+
     def _set_password(self, user: User, password: str) -> None:
         user.password_hash = self.rt.hasher.hash(password)
         user.password_changed_at = utcnow()
 
     # Helpers -----------------------------------------------------------------------
 
-    def _user_by_email(self, email: str) -> User | None:
-        return self.session.execute(select(User).where(User.email == email)).scalar_one_or_none()
-
-    def _user_for_link(self, purpose: str, token: str, max_age: int, state) -> User:  # type: ignore[no-untyped-def]
+    def _link_user(self, purpose: str, token: str, max_age: int) -> tuple[User, str]:
+        """The active user a genuine, unexpired link names, and the state fingerprint it
+        carries."""
         user_id, fp = self.rt.links.load(purpose, token, max_age)
         try:
             user = self.session.get(User, uuid.UUID(user_id))
         except ValueError:
             raise LinkError() from None
-        if user is None or not user.is_active or fingerprint(state(user)) != fp:
+        if user is None or not user.is_active:
+            raise LinkError()
+        return user, fp
+
+    def _user_for_link(self, purpose: str, token: str, max_age: int, state) -> User:  # type: ignore[no-untyped-def]
+        user, fp = self._link_user(purpose, token, max_age)
+        if fingerprint(state(user)) != fp:
             raise LinkError()
         return user
 
-    def _mail(self, user: User, template: str, **context: object) -> None:
-        """Queue a mail to the user; it goes out only if this transaction commits."""
+    def _mail(self, user: User, template: str, to: str | None = None, **context: object) -> None:
+        """Queue a mail to the user (or, for an address being confirmed, to ``to``); it
+        goes out only if this transaction commits."""
         context.setdefault("issuer", self.settings.issuer)
-        subject = render_template(f"emails/{template}.subject.txt", user=user, **context).strip()
-        body = render_template(f"emails/{template}.txt", user=user, **context)
-        self.rt.mailer.send(self.session, user.email, subject, body, user_id=user.id)
+        self.rt.mailer.send_template(
+            self.session, to or user.email, template, user_id=user.id, user=user, **context
+        )

@@ -16,15 +16,16 @@ from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from identity.database import dialect_insert
 from identity.models.base import utcnow
 from identity.models.session import LoginThrottle
 
 # Failures older than this are forgotten.
 FAILURE_MEMORY = timedelta(hours=24)
 DEVICE_COOKIE_MAX_AGE = 180 * 86400
+MAX_DEVICE_COOKIE_LENGTH = 500  # a signed throttle key is far shorter
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,8 @@ def register_failure(
     now = now or utcnow()
     key = throttle_key(email)
     # Insert-if-missing, then lock the row: concurrent failures are all counted.
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     session.execute(
-        insert(LoginThrottle)
+        dialect_insert(session, LoginThrottle)
         .values(key_hash=key, failures=0, last_failure_at=now)
         .on_conflict_do_nothing(index_elements=["key_hash"])
     )
@@ -81,8 +80,6 @@ def clear(session: Session, email: str) -> None:
 class DeviceCookie:
     """Signed proof that this browser signed in to an account before."""
 
-    name = "identity_device"
-
     def __init__(self, secret_key: str) -> None:
         self._serializer = URLSafeTimedSerializer(secret_key, salt="identity.device")
 
@@ -90,7 +87,7 @@ class DeviceCookie:
         return self._serializer.dumps(throttle_key(email))
 
     def vouches_for(self, cookie: str | None, email: str) -> bool:
-        if not cookie or len(cookie) > 500:
+        if not cookie or len(cookie) > MAX_DEVICE_COOKIE_LENGTH:
             return False
         try:
             key = self._serializer.loads(cookie, max_age=DEVICE_COOKIE_MAX_AGE)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from flask import (
     Blueprint,
-    Response,
     abort,
     flash,
     g,
@@ -14,24 +16,33 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+from werkzeug.wrappers import Response as BaseResponse
 
 from identity import audit
 from identity.accounts.forms import (
+    ChangeEmailForm,
     ChangePasswordForm,
     ConfirmForm,
     EmailForm,
+    NameForm,
     RegisterForm,
     ResetPasswordForm,
     SignInForm,
 )
 from identity.accounts.service import Accounts
 from identity.errors import InvalidInput
-from identity.extensions import db, limiter
+from identity.extensions import db, limit
+from identity.rbac.access import serves
 from identity.runtime import runtime
 from identity.security import safe_next
 from identity.sessions import current_user, login_required, sign_in, sign_out
 
-bp = Blueprint("accounts", __name__)
+bp = serves(
+    Blueprint("accounts", __name__),
+    "self",
+    "sign-in, registration and the signed-in user's own account pages",
+)
 
 SIGN_IN_FAILED = (
     "The email or password is not correct, or the email address has not been verified yet."
@@ -39,15 +50,15 @@ SIGN_IN_FAILED = (
 
 
 def accounts() -> Accounts:
-    return Accounts(db.session, runtime())
+    return Accounts(db.session(), runtime())
 
 
-def see_other(endpoint: str, **values: object) -> Response:
+def see_other(endpoint: str, **values: Any) -> BaseResponse:
     """303 after a POST, never 307/308 which would replay the form (BCP-42)."""
     return see_other_url(url_for(endpoint, **values))
 
 
-def see_other_url(location: str) -> Response:
+def see_other_url(location: str) -> BaseResponse:
     return redirect(location, code=303)
 
 
@@ -58,7 +69,34 @@ def is_read() -> bool:
 
 
 def _limit(setting: str):  # type: ignore[no-untyped-def]
-    return limiter.limit(lambda: getattr(runtime().settings, setting), methods=["POST"])
+    return limit(lambda: getattr(runtime().settings, setting), methods=["POST"])
+
+
+def _limit_failures(setting: str):  # type: ignore[no-untyped-def]
+    """A per-address limit on failed password attempts only: a success answers with a
+    redirect and is not counted, so one office behind one NAT address is not locked out at
+    nine o'clock (the per-account throttle stays as it is). A failure is the form shown
+    again (200 or 400); a 429 or a 503 is no attempt."""
+    return limit(
+        lambda: getattr(runtime().settings, setting),
+        methods=["POST"],
+        deduct_when=lambda response: response.status_code in (200, 400),
+    )
+
+
+@bp.app_template_filter("email_breaks")
+def email_breaks(address: str) -> Markup:
+    """An email address that may wrap only before its ``@`` and its dots: each part is a
+    ``<span>`` the style sheet keeps on one line (no break after a hyphen, no "alic-e"),
+    with ``<wbr>`` between the parts."""
+    parts = re.split(r"(?=[@.])", address)
+    return Markup("<wbr>").join(Markup("<span>%s</span>") % part for part in parts if part)
+
+
+def breakable(address: str) -> Markup:
+    """An address for a sentence (a notice, a page): marked up to wrap like on the account
+    page."""
+    return Markup('<strong class="email">{}</strong>').format(email_breaks(address))
 
 
 def device_cookie_name() -> str:
@@ -71,7 +109,7 @@ def index() -> ResponseReturnValue:
 
 
 @bp.route("/sign-in", methods=["GET", "POST"], endpoint="sign_in")
-@_limit("ratelimit_sign_in")
+@_limit_failures("ratelimit_sign_in")
 def sign_in_page() -> ResponseReturnValue:
     form = SignInForm()
     if is_read():
@@ -87,7 +125,6 @@ def sign_in_page() -> ResponseReturnValue:
         form.email.data or "", form.password.data or "", request.cookies.get(device_cookie_name())
     )
     if result.user is None:
-        db.session.commit()  # the failure is audited and counted
         if result.reason == "throttled":
             wait = result.retry_after
             message = (
@@ -98,7 +135,6 @@ def sign_in_page() -> ResponseReturnValue:
         return render_template("accounts/sign_in.html", form=form, error=SIGN_IN_FAILED), 200
 
     sign_in(result.user, amr=["pwd"])
-    db.session.commit()
     response = see_other_url(safe_next(form.next.data, url_for("accounts.account")))
     settings = runtime().settings
     response.set_cookie(
@@ -123,9 +159,8 @@ def sign_out_page() -> ResponseReturnValue:
         abort(400)
     user = current_user()
     if user is not None:
-        audit.record(db.session, "user.sign_out", actor_id=user.id, subject_id=user.id)
+        audit.record(db.session(), "user.sign_out", actor_id=user.id, subject_id=user.id)
     sign_out()
-    db.session.commit()
     flash("You are signed out.", "info")
     return see_other("accounts.sign_in")
 
@@ -149,7 +184,6 @@ def register() -> ResponseReturnValue:
     except InvalidInput as error:
         db.session.rollback()
         return render_template("accounts/register.html", form=form, error=error.message), 400
-    db.session.commit()
     return see_other("accounts.register_sent")
 
 
@@ -161,6 +195,14 @@ def register_sent() -> ResponseReturnValue:
 @bp.route("/verify-email/<token>", methods=["GET", "POST"])
 @_limit("ratelimit_mail")
 def verify_email(token: str) -> ResponseReturnValue:
+    service = accounts()
+    try:
+        usable = service.check_verification_link(token)
+    except InvalidInput as error:
+        return render_template("accounts/link_invalid.html", message=error.message), 400
+    if not usable:
+        message = "This link has been used: the email address is verified."
+        return render_template("accounts/link_used.html", message=message)
     # A GET only shows a button: mail scanners that prefetch links must not use them up.
     form = ConfirmForm()
     if is_read():
@@ -168,11 +210,10 @@ def verify_email(token: str) -> ResponseReturnValue:
     if not form.validate_on_submit():
         abort(400)
     try:
-        accounts().verify_email(token)
+        service.verify_email(token)
     except InvalidInput as error:
         db.session.rollback()
         return render_template("accounts/link_invalid.html", message=error.message), 400
-    db.session.commit()
     flash("Your email address is verified. You can sign in now.", "success")
     return see_other("accounts.sign_in")
 
@@ -185,7 +226,6 @@ def resend_verification() -> ResponseReturnValue:
         page = render_template("accounts/resend_verification.html", form=form)
         return page, 400 if form.errors else 200
     accounts().resend_verification(form.email.data or "")
-    db.session.commit()
     return see_other("accounts.verification_sent")
 
 
@@ -202,7 +242,6 @@ def forgot_password() -> ResponseReturnValue:
         page = render_template("accounts/forgot_password.html", form=form)
         return page, 400 if form.errors else 200
     accounts().request_reset(form.email.data or "")
-    db.session.commit()
     return see_other("accounts.reset_sent")
 
 
@@ -230,7 +269,6 @@ def reset_password(token: str) -> ResponseReturnValue:
         page = render_template("accounts/reset_password.html", form=form, error=error.message)
         return page, 400
     sign_out()  # whoever was signed in here, the new password is used from a fresh sign-in
-    db.session.commit()
     flash("Your password has been changed. Sign in with the new password.", "success")
     return see_other("accounts.sign_in")
 
@@ -243,10 +281,96 @@ def account() -> ResponseReturnValue:
     )
 
 
+@bp.route("/account/name", methods=["GET", "POST"])
+@login_required
+def change_name() -> ResponseReturnValue:
+    user = current_user()
+    assert user is not None
+    form = NameForm()
+    if is_read():
+        form.name.data = user.name or ""
+    if not form.validate_on_submit():
+        page = render_template("accounts/change_name.html", form=form)
+        return page, 400 if form.errors else 200
+    if accounts().change_name(user, form.name.data):
+        flash(
+            "Your name has been changed." if user.name else "Your name has been removed.", "success"
+        )
+    return see_other("accounts.account")
+
+
+@bp.route("/account/email", methods=["GET", "POST"])
+# The form checks the current password (so the sign-in limit on failures applies) and mails
+# any address it is given (so the mail limit applies to every request).
+@_limit_failures("ratelimit_sign_in")
+@_limit("ratelimit_mail")
+@login_required
+def change_email() -> ResponseReturnValue:
+    form = ChangeEmailForm()
+    if not form.validate_on_submit():
+        page = render_template("accounts/change_email.html", form=form)
+        return page, 400 if form.errors else 200
+    user = current_user()
+    assert user is not None
+    try:
+        new_email = accounts().request_email_change(
+            user, form.current_password.data or "", form.new_email.data or ""
+        )
+    except InvalidInput as error:
+        page = render_template("accounts/change_email.html", form=form, error=error.message)
+        return page, 400
+    # The same answer whether or not another account has the address.
+    flash(
+        Markup(
+            "If {} can be used, a link to confirm it is on its way there. Your email address "
+            "changes when you open that link; until then, sign in with {}."
+        ).format(breakable(new_email), breakable(user.email)),
+        "info",
+    )
+    return see_other("accounts.account")
+
+
+@bp.route("/account/email/confirm/<token>", methods=["GET", "POST"])
+@_limit("ratelimit_mail")
+@login_required
+def confirm_email_change(token: str) -> ResponseReturnValue:
+    # Only the account's own signed-in browser can confirm: a link that reached a mistyped
+    # address does not give that mailbox's owner the account.
+    user = current_user()
+    assert user is not None
+    service = accounts()
+    try:
+        new_email, usable = service.check_email_change_link(user, token)
+    except InvalidInput as error:
+        return render_template("accounts/link_invalid.html", message=error.message), 400
+    if not usable:
+        message = Markup("This link has been used: your email address is {}.").format(
+            breakable(new_email)
+        )
+        return render_template("accounts/link_used.html", message=message)
+    form = ConfirmForm()
+    if is_read():  # a button, as for verification: prefetching scanners change nothing
+        return render_template("accounts/confirm_email.html", form=form, new_email=new_email)
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        service.confirm_email_change(user, token)
+    except InvalidInput as error:
+        db.session.rollback()
+        return render_template("accounts/link_invalid.html", message=error.message), 400
+    flash(
+        Markup("Your email address is now {}. Sign in with it from now on.").format(
+            breakable(new_email)
+        ),
+        "success",
+    )
+    return see_other("accounts.account")
+
+
 @bp.route("/account/password", methods=["GET", "POST"])
 # Each POST checks the current password: without a limit, a hijacked session could guess
 # it at full speed (AUTH-02). It is a password attempt, so the sign-in limit applies.
-@_limit("ratelimit_sign_in")
+@_limit_failures("ratelimit_sign_in")
 @login_required
 def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()
@@ -263,9 +387,7 @@ def change_password() -> ResponseReturnValue:
             keep_session=g.login_session.id_hash,
         )
     except InvalidInput as error:
-        db.session.commit()  # nothing changed but the audit record of the failure
         page = render_template("accounts/change_password.html", form=form, error=error.message)
         return page, 400
-    db.session.commit()
     flash("Your password has been changed. Your other sessions were signed out.", "success")
     return see_other("accounts.account")

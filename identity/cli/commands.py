@@ -1,4 +1,8 @@
-"""init, serve and check."""
+"""init, serve, check and purge.
+
+Each command imports what it uses inside its function: deferred for start-up time, so
+that `identity --help` loads no web or database stack (see identity.cli).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,9 @@ import secrets
 from pathlib import Path
 
 import click
-from sqlalchemy import func, select
 
 from identity.cli import app_context, cli
-from identity.errors import ConfigError
-from identity.settings import load_settings, settings_reference
-
-BUILTIN_ROLES = {"admin": "Full administrative access."}
+from identity.exceptions import ConfigError
 
 
 @cli.command()
@@ -27,38 +27,44 @@ def init(admin_email: str) -> None:
 
     On an empty database it also creates a bootstrap admin and prints its password once.
     """
+    # Deferred for start-up time, as in every command: only what this command uses.
+    from sqlalchemy import func, select
+
     from identity import migrate
     from identity.accounts.service import Accounts
-    from identity.extensions import db
-    from identity.models.user import Role, User
+    from identity.cli.context import command, database_label
+    from identity.models.user import User
     from identity.oauth.keys import ensure_keys
-    from identity.runtime import runtime
+    from identity.rbac.service import ensure_builtin_roles
 
-    with app_context():
-        migrate.upgrade(db.engine)
-        for name, description in BUILTIN_ROLES.items():
-            if (
-                db.session.execute(select(Role).where(Role.name == name)).scalar_one_or_none()
-                is None
-            ):
-                db.session.add(Role(name=name, description=description))
-        db.session.flush()
-        click.echo(f"database: {db.engine.url.render_as_string(hide_password=True)} (up to date)")
-        rt = runtime()
+    with command(schema=False, create=True) as ctx:
+        session = ctx.session
+        before = migrate.current_revision(ctx.engine)
+        migrate.upgrade(ctx.engine)
+        after = migrate.current_revision(ctx.engine)
+        label = database_label(ctx.settings)
+        if before is None:
+            click.echo(f"database: {label}: created the schema at revision {after}")
+        elif before != after:
+            click.echo(f"database: {label}: upgraded the schema from revision {before} to {after}")
+        else:
+            click.echo(f"database: {label} (up to date, revision {after})")
+        ensure_builtin_roles(session)
+        rt = ctx.runtime
         # RS256 is mandatory in OpenID Connect; the configured algorithm signs access tokens.
         for key in ensure_keys(
-            db.session, rt.keys.cipher, tuple(dict.fromkeys((rt.settings.signing_alg, "RS256")))
+            session, rt.keys.cipher, tuple(dict.fromkeys((rt.settings.signing_alg, "RS256")))
         ):
             click.echo(f"signing key created: {key.alg} {key.kid}")
-        if db.session.execute(select(func.count()).select_from(User)).scalar_one() == 0:
+        if session.execute(select(func.count()).select_from(User)).scalar_one() == 0:
             password = secrets.token_urlsafe(18)
-            user = Accounts(db.session, runtime()).create_user(
+            user = Accounts(session, rt).create_user(
                 admin_email, password, roles=["admin"], verified=True, name="Administrator"
             )
             click.echo("bootstrap admin created; this password is shown only once:")
             click.echo(f"  email:    {user.email}")
             click.echo(f"  password: {password}")
-        db.session.commit()
+        session.commit()
 
 
 @cli.command()
@@ -75,8 +81,12 @@ def serve(host: str, port: int, workers: int | None, server: str | None) -> None
     """Serve in production (granian or gunicorn; SIGTERM drains gracefully)."""
     from identity import migrate
     from identity.extensions import db
-    from identity.server import default_server, run
+    from identity.serving import ServeError, check_address, default_server, run
 
+    try:
+        check_address(host, port)  # at once, before the app: and again before serving
+    except ServeError as error:
+        raise click.ClickException(str(error)) from None
     with app_context() as app:
         if not migrate.is_current(db.engine):
             raise click.ClickException("the database schema is not current; run `identity init`")
@@ -86,7 +96,10 @@ def serve(host: str, port: int, workers: int | None, server: str | None) -> None
         # worker inherits (and later closes) a socket it does not own.
         db.engine.dispose()
         server = server or default_server()  # after the app set up the JSON log lines
-    run(settings, host=host, port=port, workers=workers or settings.workers, server=server)
+    try:
+        run(settings, host=host, port=port, workers=workers or settings.workers, server=server)
+    except ServeError as error:  # the address is taken, or not this host's
+        raise click.ClickException(str(error)) from None
 
 
 def require_signing_keys() -> None:
@@ -97,7 +110,7 @@ def require_signing_keys() -> None:
 
     rt = runtime()
     try:
-        ring = rt.keys.ring(db.session)
+        ring = rt.keys.ring(db.session())
     except ConfigError as error:
         raise click.ClickException(error.message) from None
     missing = [
@@ -117,36 +130,51 @@ def require_signing_keys() -> None:
     help="Write the settings reference (Markdown) to this file.",
 )
 def check(docs_path: Path | None) -> None:
-    """Validate the configuration and the database connection, then say what is in use."""
-    from identity import migrate
-    from identity.extensions import db
-
+    """Validate the configuration and the database connection, then say what is in use:
+    the instance folder, the database and its schema revision, and the services."""
     if docs_path is not None:
+        from identity.settings import settings_reference
+
         docs_path.write_text(settings_reference())
         click.echo(f"wrote {docs_path}")
         return
-    try:
-        settings = load_settings()
-    except ConfigError as error:
-        raise click.ClickException(error.message) from None
-    with app_context():
-        try:
-            current = migrate.current_revision(db.engine)
-        except Exception as error:
-            raise click.ClickException(f"database unreachable: {type(error).__name__}") from None
-        head = migrate.head_revision(db.engine)
-        if current == head:
-            require_signing_keys()
+    # Deferred for start-up time: check builds the whole app, the surest validation.
+    from identity import migrate
+    from identity.cli.context import (
+        database_error,
+        database_label,
+        load,
+        refuse_missing_database,
+    )
+    from identity.extensions import db
+
+    settings = load()
     click.echo(f"env: {settings.env}")
     click.echo(f"issuer: {settings.issuer}")
-    click.echo(
-        f"database: {'sqlite' if settings.is_sqlite else 'postgresql'} "
-        f"(revision {current}, newest {head})"
-    )
+    click.echo(f"instance folder: {settings.instance_path.absolute()}")
+    click.echo(f"database: {database_label(settings)}")
+    refuse_missing_database(settings)
+    with app_context(settings):
+        try:
+            current = migrate.current_revision(db.engine)
+        except Exception as error:  # noqa: BLE001 - whatever failed, say what and stop
+            raise click.ClickException(
+                f"database unreachable: {database_error(error, settings)}"
+            ) from None
+        head = migrate.head_revision(db.engine)
+        click.echo(
+            f"schema: revision {current} (the newest)"
+            if current == head
+            else f"schema: revision {current}, the newest is {head}"
+        )
+        if current == head:
+            require_signing_keys()
     click.echo(f"rate limits: {settings.ratelimit_storage_url.split('://')[0]}")
     click.echo(f"registration: {settings.registration}; mail: {settings.mail_backend}")
     if settings.secret_key is None:
-        click.echo("secret key: generated, stored under the instance folder")
+        click.echo(
+            f"secret key: generated, in {(settings.instance_path / 'secret_key').absolute()}"
+        )
     if current != head:
         raise click.ClickException("the database schema is not current; run `identity init`")
     click.echo("configuration OK")
@@ -155,11 +183,10 @@ def check(docs_path: Path | None) -> None:
 @cli.command()
 def purge() -> None:
     """Delete expired codes, tokens, sessions and other short-lived rows (safe to repeat)."""
-    from identity.extensions import db
+    from identity.cli.context import command
     from identity.maintenance import purge as purge_expired
-    from identity.runtime import runtime
 
-    with app_context():
-        counts = purge_expired(db.session, runtime().settings.session_idle_timeout)
+    with command() as ctx:
+        counts = purge_expired(ctx.session, ctx.settings.session_idle_timeout)
     for table, count in counts.items():
         click.echo(f"{table}: {count}")

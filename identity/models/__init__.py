@@ -2,6 +2,7 @@
 
 from identity.models.audit import AuditEvent, AuditHead
 from identity.models.base import Base
+from identity.models.change import ChangeGeneration
 from identity.models.mail import OutboundMail
 from identity.models.oauth import (
     AuthorizationCode,
@@ -13,19 +14,30 @@ from identity.models.oauth import (
     SigningKey,
     TokenRevocation,
     UsedJti,
-    client_roles,
+)
+from identity.models.rbac import (
+    ClientPermission,
+    Group,
+    Role,
+    RoleAssignment,
+    group_members,
+    role_parents,
+    role_permissions,
 )
 from identity.models.session import LoginSession, LoginThrottle
-from identity.models.user import Invitation, Role, User, user_roles
+from identity.models.user import Invitation, User
 
 __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuthorizationCode",
     "Base",
+    "ChangeGeneration",
     "Client",
+    "ClientPermission",
     "Consent",
     "DeviceAuthorization",
+    "Group",
     "Invitation",
     "LoginSession",
     "LoginThrottle",
@@ -33,10 +45,12 @@ __all__ = [
     "PendingAuthorization",
     "RefreshToken",
     "Role",
+    "RoleAssignment",
     "SigningKey",
     "TokenRevocation",
     "UsedJti",
     "User",
-    "client_roles",
-    "user_roles",
+    "group_members",
+    "role_parents",
+    "role_permissions",
 ]

@@ -10,15 +10,14 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import (
     JSON,
     Boolean,
-    Column,
     ForeignKey,
     Integer,
     String,
-    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -26,14 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from identity.models.base import Base, new_uuid, utcnow
-from identity.models.user import Role
-
-client_roles = Table(
-    "client_roles",
-    Base.metadata,
-    Column("client_pk", Uuid, ForeignKey("clients.id", ondelete="CASCADE"), primary_key=True),
-    Column("role_id", Uuid, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
-)
+from identity.models.rbac import ClientPermission, Role, RoleAssignment
 
 
 class Client(Base):
@@ -55,7 +47,37 @@ class Client(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
-    roles: Mapped[list[Role]] = relationship(secondary=client_roles, lazy="selectin")
+    # The roles of the client's service account given globally (identity.rbac has all).
+    roles: Mapped[list[Role]] = relationship(
+        secondary=RoleAssignment.__table__,
+        primaryjoin=lambda: Client.id == RoleAssignment.client_pk,
+        secondaryjoin=lambda: (
+            (Role.id == RoleAssignment.role_id) & RoleAssignment.scope_client_pk.is_(None)
+        ),
+        viewonly=True,
+        order_by=lambda: Role.name,
+    )
+
+    # The permissions the application declares (identity.rbac).
+    permissions: Mapped[list[ClientPermission]] = relationship(
+        lazy="selectin", viewonly=True, order_by=lambda: ClientPermission.name
+    )
+
+    @property
+    def display_name(self) -> str:
+        return client_display_name(self.name, self.meta, self.client_id)
+
+
+def client_display_name(name: str, meta: dict[str, Any], client_id: str) -> str:
+    """What users are shown for a client: its name, or for a client registered without one
+    (RFC 7591 makes client_name optional) the host of its redirect URI, or its id."""
+    if name:
+        return name
+    for uri in meta.get("redirect_uris", []):
+        host = urlsplit(uri).hostname
+        if host:
+            return host
+    return client_id
 
 
 class AuthorizationCode(Base):

@@ -1,21 +1,17 @@
-"""Accounts, roles and invitations."""
+"""Accounts and invitations."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, String, Table, Uuid
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import CheckConstraint, ForeignKey, String, Uuid, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
+from identity.exceptions import InvalidInput
 from identity.models.base import Base, new_uuid, utcnow
-
-user_roles = Table(
-    "user_roles",
-    Base.metadata,
-    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("role_id", Uuid, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
-)
+from identity.models.rbac import Role, RoleAssignment
 
 
 class User(Base):
@@ -36,11 +32,22 @@ class User(Base):
     password_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Issuing a reset link stamps this, so the newest link invalidates older ones.
     reset_requested_at: Mapped[datetime | None]
-    # Last verification mail, so resends cannot bomb a mailbox.
+    # Last verification mail (a new account's, or a new address's when the email changes):
+    # resends cannot bomb a mailbox, and a newer email-change link kills the older ones.
     verification_sent_at: Mapped[datetime | None]
     last_sign_in_at: Mapped[datetime | None]
 
-    roles: Mapped[list[Role]] = relationship(secondary=user_roles, lazy="selectin")
+    # The roles given to the user directly and globally (not through a group, nor for one
+    # client only): what `identity users list` shows. Effective roles come from identity.rbac.
+    roles: Mapped[list[Role]] = relationship(
+        secondary=RoleAssignment.__table__,
+        primaryjoin=lambda: User.id == RoleAssignment.user_id,
+        secondaryjoin=lambda: (
+            (Role.id == RoleAssignment.role_id) & RoleAssignment.scope_client_pk.is_(None)
+        ),
+        viewonly=True,
+        order_by=lambda: Role.name,
+    )
 
     @property
     def is_verified(self) -> bool:
@@ -53,15 +60,6 @@ class User(Base):
     @property
     def role_names(self) -> list[str]:
         return sorted(role.name for role in self.roles)
-
-
-class Role(Base):
-    __tablename__ = "roles"
-
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
-    description: Mapped[str] = mapped_column(String(500), default="")
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Invitation(Base):
@@ -87,3 +85,21 @@ class Invitation(Base):
     )
 
     role: Mapped[Role | None] = relationship(lazy="joined")
+
+
+def user_by_email(session: Session, email: str) -> User | None:
+    """The account of an address in canonical form (identity.accounts.emails), or None."""
+    return session.execute(select(User).where(User.email == email)).scalar_one_or_none()
+
+
+def roles_by_names(session: Session, names: Iterable[str]) -> list[Role]:
+    """The roles of these names, in their order; an unknown name is InvalidInput."""
+    wanted = list(dict.fromkeys(names))
+    found = {
+        role.name: role
+        for role in session.execute(select(Role).where(Role.name.in_(wanted))).scalars()
+    }
+    for name in wanted:
+        if name not in found:
+            raise InvalidInput(f"unknown role: {name}")
+    return [found[name] for name in wanted]

@@ -2,24 +2,28 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from authlib.common.urls import add_params_to_uri
-from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
-from flask_wtf import FlaskForm
-from sqlalchemy.orm import joinedload
 
-from identity import audit
+from identity.errors import NO_STORE, json_error, machine_facing
 from identity.extensions import csrf, db
 from identity.models.user import User
-from identity.oauth.metadata import AUTH_METHODS, GRANT_TYPES
+from identity.oauth.authorization_server import endpoint_urls
+from identity.oauth.clients.authentication import ASSERTION_ALGORITHMS, REQUEST_OBJECT_ALGORITHMS
+from identity.oauth.clients.metadata import AUTH_METHODS, GRANT_TYPES
 from identity.oauth.scopes import CLAIMS_SUPPORTED, KNOWN_SCOPES, released_claims
-from identity.oauth.server import NO_STORE, endpoint_urls, server
+from identity.rbac.access import serves
 from identity.runtime import runtime
-from identity.sessions import ACR_ONE_FACTOR, current_user, sign_out
+from identity.sessions import ACR_ONE_FACTOR
 
-bp = Blueprint("oidc", __name__)
+bp = serves(
+    machine_facing(Blueprint("oidc", __name__)),
+    "protocol",
+    "discovery and JWKS are public; UserInfo answers only about the token's own user",
+)
 
 
 def _public_json(body: dict[str, Any], max_age: int) -> Response:
@@ -35,20 +39,9 @@ def metadata() -> dict[str, Any]:
     urls = endpoint_urls(settings.issuer)
     if settings.dcr_initial_access_token is None:
         urls.pop("registration_endpoint")
-    ring = runtime().keys.ring(db.session)
+    ring = runtime().keys.ring(db.session())
     signing_algs = sorted(ring.signing) or ["RS256"]
-    client_assertion_algs = [
-        "ES256",
-        "ES384",
-        "ES512",
-        "RS256",
-        "RS384",
-        "RS512",
-        "PS256",
-        "PS384",
-        "PS512",
-        "EdDSA",
-    ]
+    client_assertion_algs = list(ASSERTION_ALGORITHMS)
     return {
         "issuer": settings.issuer,
         **urls,
@@ -68,9 +61,12 @@ def metadata() -> dict[str, Any]:
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
         "claim_types_supported": ["normal"],
-        "request_parameter_supported": False,
-        "request_uri_parameter_supported": False,
-        "require_request_uri_registration": False,
+        # RFC 9101 request objects, signed by the client's registered keys; by reference
+        # only from the https URLs the client registered in request_uris.
+        "request_parameter_supported": True,
+        "request_uri_parameter_supported": True,
+        "require_request_uri_registration": True,
+        "request_object_signing_alg_values_supported": list(REQUEST_OBJECT_ALGORITHMS),
         "require_pushed_authorization_requests": False,
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
@@ -98,20 +94,21 @@ def oauth_authorization_server() -> ResponseReturnValue:
 def jwks() -> ResponseReturnValue:
     """Public keys only (CRYPTO-04), including keys about to sign and keys whose tokens
     have not expired yet."""
-    return _public_json(runtime().keys.ring(db.session).jwks, 60)
+    return _public_json(runtime().keys.ring(db.session()).jwks, 60)
 
 
 # UserInfo -------------------------------------------------------------------------------
 
 
 def _bearer_error(status: int, error: str, description: str) -> Response:
-    response = jsonify(error=error, error_description=description)
-    response.status_code = status
+    """RFC 6750 section 3: the error with its WWW-Authenticate challenge."""
     challenge = f'Bearer error="{error}", error_description="{description}"'
-    response.headers["WWW-Authenticate"] = challenge
-    response.headers.update(NO_STORE)
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    return json_error(
+        status,
+        error,
+        description,
+        [("WWW-Authenticate", challenge), ("Access-Control-Allow-Origin", "*")],
+    )
 
 
 def bearer_token() -> str | None:
@@ -143,21 +140,28 @@ def userinfo() -> ResponseReturnValue:
         response = _bearer_error(401, "invalid_token", "An access token is required.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="userinfo"'
         return response
-    claims = runtime().tokens.verify_access_token(db.session, token) if token else None
+    claims = runtime().tokens.verify_access_token(db.session(), token) if token else None
     if claims is None:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
-    # The user and their roles in one query, not the two of the relationship's selectin.
-    user = db.session.get(User, _uuid(claims.get("sub")), options=[joinedload(User.roles)])
+    user = db.session.get(User, _uuid(claims.get("sub")))
     if user is None or not user.is_active:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     # OIDC Core 5.5: individually requested claims, as the access token records them.
     requested = claims.get("userinfo_claims")
+    client = runtime().clients.get(db.session(), str(claims.get("client_id", "")))
+    if client is None:  # deleted since verify_access_token looked
+        return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
+    access = runtime().tokens.subject_access(db.session(), "user", user.id, client)
     response = jsonify(
         released_claims(
-            user, scopes, dict.fromkeys(requested) if isinstance(requested, list) else None
+            user,
+            scopes,
+            dict.fromkeys(requested) if isinstance(requested, list) else None,
+            client.scopes,
+            access,
         )
     )
     response.headers.update(NO_STORE)
@@ -166,84 +170,7 @@ def userinfo() -> ResponseReturnValue:
 
 
 def _uuid(value: Any) -> Any:
-    import uuid
-
     try:
         return uuid.UUID(str(value))
     except ValueError:
         return None
-
-
-# RP-initiated logout 1.0 --------------------------------------------------------------
-
-
-class LogoutForm(FlaskForm):
-    pass
-
-
-def _logged_out_page() -> ResponseReturnValue:
-    return render_template("oauth/logged_out.html")
-
-
-def _end_browser_session() -> None:
-    user = current_user()
-    if user is not None:
-        audit.record(
-            db.session, "user.sign_out", actor_id=user.id, subject_id=user.id, via="end_session"
-        )
-    sign_out()
-
-
-@bp.route("/logout", methods=["GET", "POST"])
-@csrf.exempt  # relying parties send their users here; without a valid hint we confirm first
-def end_session() -> ResponseReturnValue:
-    """OpenID Connect RP-Initiated Logout 1.0 sections 2-4."""
-    data = request.values
-    hint = data.get("id_token_hint")
-    client_id = data.get("client_id")
-    redirect_to = data.get("post_logout_redirect_uri")
-    claims = None
-    if hint:
-        claims = runtime().tokens.verify_jwt(db.session, hint, typ="JWT", check_exp=False)
-        if claims is None:
-            # Section 4: on errors the OP must not redirect (OIDC-62, OIDC-69).
-            return render_template(
-                "oauth/error.html", message="The logout request carries an invalid ID token."
-            ), 400
-    client = (
-        server().query_client(client_id or (claims or {}).get("aud"))
-        if (client_id or claims)
-        else None
-    )
-    if client_id and claims is not None and claims.get("aud") != client_id:
-        return render_template(
-            "oauth/error.html", message="The logout request names two different applications."
-        ), 400
-    if redirect_to and (
-        client is None or claims is None or not client.check_post_logout_redirect_uri(redirect_to)
-    ):
-        # Never to an unregistered address, and never without proof the client asked.
-        redirect_to = None
-    user = current_user()
-    same_user = claims is not None and user is not None and claims.get("sub") == str(user.id)
-    if user is not None and not same_user:
-        # No proof the signed-in user's own client asked (TOK-17): confirm first.
-        return render_template("oauth/logout_confirm.html", form=LogoutForm(), client=client)
-    _end_browser_session()
-    db.session.commit()
-    if redirect_to:
-        state = data.get("state")
-        return redirect(
-            add_params_to_uri(redirect_to, [("state", state)]) if state else redirect_to
-        )
-    return _logged_out_page()
-
-
-@bp.post("/logout/confirm")
-def end_session_confirmed() -> ResponseReturnValue:
-    form = LogoutForm()
-    if not form.validate_on_submit():
-        return redirect(url_for("oidc.end_session"))
-    _end_browser_session()
-    db.session.commit()
-    return _logged_out_page()

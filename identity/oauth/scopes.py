@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from identity.models.user import User
@@ -10,49 +11,62 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     "openid": "Sign you in with your identity account",
     "profile": "See your name",
     "email": "See your email address",
-    "address": "See your postal address",
-    "phone": "See your phone number",
     "offline_access": "Stay connected when you are not using the app",
     "roles": "See the roles you have",
+    "permissions": "See what you may do in this app",
+    "identity:admin": "Administer identity with your permissions",
 }
 KNOWN_SCOPES = set(SCOPE_DESCRIPTIONS)
+# The admin API's scope (identity.api.auth): a token gets it only when its subject holds
+# one of identity's own permissions, and dynamic registration cannot ask for it.
+ADMIN_SCOPE = "identity:admin"
+PRIVILEGED_SCOPES = frozenset({ADMIN_SCOPE})
 
+# The claims each scope releases: only claims the server holds (no address, phone, picture,
+# birthdate...), so that discovery's claims_supported and scopes_supported are exact.
 SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
-    "profile": (
-        "name",
-        "family_name",
-        "given_name",
-        "middle_name",
-        "nickname",
-        "preferred_username",
-        "profile",
-        "picture",
-        "website",
-        "gender",
-        "birthdate",
-        "zoneinfo",
-        "locale",
-        "updated_at",
-    ),
+    "profile": ("name", "preferred_username", "updated_at"),
     "email": ("email", "email_verified"),
-    "address": ("address",),
-    "phone": ("phone_number", "phone_number_verified"),
     "roles": ("roles",),
+    "permissions": ("permissions",),
 }
-CLAIMS_SUPPORTED = sorted(
-    {"sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash", "sid"}
-    | {claim for claims in SCOPE_CLAIMS.values() for claim in claims}
-)
+USER_CLAIMS = frozenset(claim for claims in SCOPE_CLAIMS.values() for claim in claims)
+# What ID tokens carry besides user claims (OIDC Core 2 and 3.1.3.6).
+PROTOCOL_CLAIMS = ("sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce", "acr", "amr")
+CLAIMS_SUPPORTED = sorted({*PROTOCOL_CLAIMS, "at_hash", "sid"} | USER_CLAIMS)
 
 
-def user_claims(user: User) -> dict[str, Any]:
-    """Every claim the server knows about a user; scopes choose among them."""
+def claims_of(scopes: Iterable[str]) -> set[str]:
+    """The user claims these scopes carry."""
+    return {claim for scope in scopes for claim in SCOPE_CLAIMS.get(scope, ())}
+
+
+def permitted_claims_request(
+    request: dict[str, Any], client_scopes: Iterable[str]
+) -> dict[str, Any]:
+    """A ``claims`` request parameter (OIDC Core 5.5) cut down to what the client may have:
+    a user claim is released only to a client that may have the scope carrying it."""
+    allowed = claims_of(client_scopes)
+    return {
+        member: {
+            name: spec
+            for name, spec in (wanted or {}).items()
+            if name not in USER_CLAIMS or name in allowed
+        }
+        for member, wanted in request.items()
+        if member in ("userinfo", "id_token")
+    }
+
+
+def user_claims(user: User, access: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Every claim the server knows about a user; scopes choose among them. ``access`` is
+    the user's ``roles`` and ``permissions`` for the client asking (identity.rbac)."""
     claims: dict[str, Any] = {
         "sub": str(user.id),
         "email": user.email,
         "email_verified": user.is_verified,
         "updated_at": int(user.updated_at.timestamp()),
-        "roles": user.role_names,
+        **(access or {}),
     }
     if user.name:
         claims["name"] = user.name
@@ -61,21 +75,32 @@ def user_claims(user: User) -> dict[str, Any]:
 
 
 def released_claims(
-    user: User, scopes: list[str], requested: dict[str, Any] | None = None
+    user: User,
+    scopes: list[str],
+    requested: dict[str, Any] | None = None,
+    client_scopes: Iterable[str] = (),
+    access: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Claims for the granted scopes, plus individually requested ones (OIDC Core 5.5).
 
-    Claims the server does not hold (address, phone) are simply absent, which the spec
-    allows; ``sub`` is always present.
+    ``sub`` is always present. ``requested`` names are released only when
+    ``client_scopes`` (the scopes the client may have) carry them.
     """
-    known = user_claims(user)
-    names: set[str] = {"sub"}
-    for scope in scopes:
-        names.update(SCOPE_CLAIMS.get(scope, ()))
+    known = user_claims(user, access)
+    names: set[str] = {"sub", *claims_of(scopes)}
     if requested:
-        names.update(name for name in requested if name in known)
+        allowed = claims_of(client_scopes)
+        names.update(name for name in requested if name in known and name in allowed)
     return {name: known[name] for name in sorted(names) if name in known}
 
 
-def describe(scopes: list[str]) -> list[tuple[str, str]]:
-    return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scopes]
+_SCOPE_ORDER = {scope: n for n, scope in enumerate(SCOPE_DESCRIPTIONS)}
+
+
+def describe(scopes: Iterable[str]) -> list[tuple[str, str]]:
+    """Each scope once, with its plain words, in one fixed order (that of
+    SCOPE_DESCRIPTIONS, unknown ones last by name): the consent, device and connected-apps
+    pages list the same scopes the same way, whatever order a request or the stored consent
+    has them in."""
+    ordered = sorted(set(scopes), key=lambda s: (_SCOPE_ORDER.get(s, len(_SCOPE_ORDER)), s))
+    return [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in ordered]

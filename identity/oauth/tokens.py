@@ -19,26 +19,30 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from sqlalchemy import Uuid, bindparam, literal_column, select, union_all, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import CompoundSelect, Uuid, bindparam, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from identity.database import read_rows
 from identity.models.base import utcnow
 from identity.models.oauth import RefreshToken, TokenRevocation
 from identity.models.user import User
-from identity.oauth.clients import ClientCache, ClientView
+from identity.oauth.clients.service import ClientCache, ClientView
 from identity.oauth.keys import KeyStore
-from identity.oauth.scopes import CLAIMS_SUPPORTED, released_claims
+from identity.oauth.scopes import ADMIN_SCOPE, claims_of, released_claims
+from identity.random_tokens import new_token, token_hash
+from identity.rbac.permissions import Permission
+from identity.rbac.policy import PrincipalKind, Snapshot, check, holds_any
+from identity.rbac.store import SnapshotCache
+from identity.revocation import CLOCK_LEEWAY
 from identity.settings import Settings
-from identity.tokens import new_token, token_hash
 
 # Tokens larger than this are refused before any parsing (TOK-06, Authlib CVE-2025-61920).
 MAX_JWT_LENGTH = 8192
-CLOCK_LEEWAY = 30
+MAX_KID_LENGTH = 64
 
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", module="joserfc")
 
@@ -79,22 +83,26 @@ def authentication_claims(ctx: GrantContext) -> dict[str, Any]:
 
 
 class TokenService:
-    def __init__(self, settings: Settings, keys: KeyStore, clients: ClientCache) -> None:
+    def __init__(
+        self, settings: Settings, keys: KeyStore, clients: ClientCache, rbac: SnapshotCache
+    ) -> None:
         self.settings = settings
         self.issuer = settings.issuer
         self.keys = keys
         self.clients = clients
+        self.rbac = rbac
 
     # Issuing -------------------------------------------------------------------------
 
     def issue(
         self, session: Session, ctx: GrantContext, *, include_refresh_token: bool, id_token: bool
     ) -> dict[str, Any]:
+        access = self.access_of(session, ctx)
         if ctx.user is not None and ctx.family_id is None:
             # Every user grant is a family, so revoking its refresh token also reaches the
             # access token issued with it (the device grant has no code to take it from).
             ctx.family_id = uuid.uuid4()
-        access_token, expires_in = self.access_token(session, ctx)
+        access_token, expires_in = self.access_token(session, ctx, access)
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": access_token,
@@ -104,7 +112,9 @@ class TokenService:
         if include_refresh_token and ctx.user is not None:
             token["refresh_token"] = self.store_refresh_token(session, ctx)
         if id_token and ctx.user is not None and "openid" in ctx.scopes:
-            token["id_token"] = self.id_token(session, ctx, access_token=access_token)
+            token["id_token"] = self.id_token(
+                session, ctx, access_token=access_token, access=access
+            )
         return token
 
     def _sign(
@@ -116,7 +126,45 @@ class TokenService:
         kid, key = ring.signing[alg]
         return jwt.encode({**header, "alg": alg, "kid": kid}, claims, key, algorithms=[alg])
 
-    def access_token(self, session: Session, ctx: GrantContext) -> tuple[str, int]:
+    def access_of(self, session: Session, ctx: GrantContext) -> dict[str, list[str]]:
+        """The subject's roles and permissions for this client: every role it has here
+        (directly, through groups, inherited), and of the permissions the client chose for
+        its tokens, those the subject holds. A token asking for identity:admin needs one
+        of identity's own permissions (else invalid_scope)."""
+        snapshot = self.rbac.get(session)
+        kind: PrincipalKind = "user" if ctx.user is not None else "client"
+        principal = ctx.user.id if ctx.user is not None else ctx.client.pk
+        if ADMIN_SCOPE in ctx.scopes and not holds_any(snapshot, kind, principal, Permission):
+            raise InvalidScopeError(
+                description=f"The {kind} holds no administrative permission for {ADMIN_SCOPE}."
+            )
+        return self.subject_access(session, kind, principal, ctx.client, snapshot)
+
+    def subject_access(
+        self,
+        session: Session,
+        kind: PrincipalKind,
+        principal: uuid.UUID,
+        client: ClientView,
+        snapshot: Snapshot | None = None,
+    ) -> dict[str, list[str]]:
+        """``roles`` and ``permissions`` claims of a user or service account for a client
+        (``snapshot``: the policy snapshot the caller already holds)."""
+        if snapshot is None:
+            snapshot = self.rbac.get(session)
+        scope = client.pk
+        return {
+            "roles": snapshot.role_names(kind, principal, scope),
+            "permissions": [
+                name
+                for name in client.token_permissions
+                if check(snapshot, kind, principal, name, scope).allowed
+            ],
+        }
+
+    def access_token(
+        self, session: Session, ctx: GrantContext, access: dict[str, list[str]] | None = None
+    ) -> tuple[str, int]:
         now = int(time.time())
         lifetime = self.settings.access_token_lifetime
         claims: dict[str, Any] = {
@@ -133,24 +181,30 @@ class TokenService:
             claims.update(authentication_claims(ctx))
             if ctx.family_id:
                 claims["gid"] = str(ctx.family_id)
-            roles = list(ctx.user.role_names)
             requested = (ctx.claims or {}).get("userinfo")
             if requested:
                 # OIDC Core 5.5: claims asked for at the UserInfo endpoint ride along with
                 # the token (names the server knows only, so the token stays small).
-                claims["userinfo_claims"] = sorted(n for n in requested if n in CLAIMS_SUPPORTED)
-        else:
-            roles = list(ctx.client.role_names)
+                # Only claims the client may have (a scope it is registered for carries them).
+                allowed = claims_of(ctx.client.scopes)
+                claims["userinfo_claims"] = sorted(n for n in requested if n in allowed)
+        access = access if access is not None else self.access_of(session, ctx)
         # RFC 9068 section 2.2.3.1 takes "roles" from SCIM, where an empty array and an
         # absent attribute mean the same (RFC 7643 section 2.5): leave it out when empty.
         # RFC 9068 validators refuse a blank claim (Authlib's JWTBearerTokenValidator did).
-        if roles:
-            claims["roles"] = roles
+        for name in ("roles", "permissions"):
+            if access[name]:
+                claims[name] = access[name]
         header = {"typ": "at+jwt"}
         return self._sign(session, self.settings.signing_alg, header, claims), lifetime
 
     def id_token(
-        self, session: Session, ctx: GrantContext, *, access_token: str | None = None
+        self,
+        session: Session,
+        ctx: GrantContext,
+        *,
+        access_token: str | None = None,
+        access: dict[str, list[str]] | None = None,
     ) -> str:
         assert ctx.user is not None
         alg = ctx.client.meta.get("id_token_signed_response_alg", "RS256")
@@ -168,7 +222,8 @@ class TokenService:
         if access_token:
             claims["at_hash"] = create_half_hash(access_token, alg).decode()
         requested = (ctx.claims or {}).get("id_token") if ctx.claims else None
-        claims.update(released_claims(ctx.user, ctx.scopes, requested))
+        access = access if access is not None else self.access_of(session, ctx)
+        claims.update(released_claims(ctx.user, ctx.scopes, requested, ctx.client.scopes, access))
         return self._sign(session, alg, {"typ": "JWT"}, claims)
 
     def store_refresh_token(self, session: Session, ctx: GrantContext) -> str:
@@ -224,7 +279,7 @@ class TokenService:
             not isinstance(header_typ, str)
             or header_typ.lower() != typ.lower()
             or not isinstance(kid, str)
-            or len(kid) > 64
+            or len(kid) > MAX_KID_LENGTH
         ):
             return None
         found = self.keys.verification_key(session, kid)
@@ -303,16 +358,12 @@ _REVOCATIONS = select(TokenRevocation.key, TokenRevocation.revoked_at).where(
 # (primary-key look-ups): its revocation keys and, for a user's token, the user's row. Built
 # once, so SQLAlchemy compiles it once. User rows are marked with a key no revocation has.
 _USER_ROW = "user"
-_TOKEN_STATE = union_all(
+_TOKEN_STATE: CompoundSelect = union_all(
     _REVOCATIONS,
     select(literal_column(f"'{_USER_ROW}'"), User.disabled_at).where(
         User.id == bindparam("user_id", type_=Uuid)
     ),
 )
-
-
-def is_revoked(session: Session, claims: dict[str, Any]) -> bool:
-    return is_revoked_by(claims, session.execute(_REVOCATIONS, _revocation_params(claims)).all())
 
 
 def is_revoked_by(claims: dict[str, Any], rows: Sequence[Any]) -> bool:
@@ -324,48 +375,3 @@ def is_revoked_by(claims: dict[str, Any], rows: Sequence[Any]) -> bool:
         if claims["iat"] <= revoked_at.timestamp():
             return True
     return False
-
-
-def remember_revocation(session: Session, key: str, lifetime: int) -> None:
-    """Upsert a revocation key that lives as long as the tokens it covers."""
-    now = utcnow()
-    expires = now + timedelta(seconds=lifetime + CLOCK_LEEWAY)
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(TokenRevocation).values(key=key, revoked_at=now, expires_at=expires)
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["key"], set_={"revoked_at": now, "expires_at": expires}
-        )
-    )
-
-
-def revoke_family(session: Session, family_id: uuid.UUID, access_token_lifetime: int) -> None:
-    """Revoke every refresh token of a family and the access tokens issued from it."""
-    session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    remember_revocation(session, f"gid:{family_id}", access_token_lifetime)
-
-
-def revoke_user_tokens(session: Session, user_id: uuid.UUID, access_token_lifetime: int) -> None:
-    """Password change or reset, disabling or deleting a user: every grant ends."""
-    session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    remember_revocation(session, f"sub:{user_id}", access_token_lifetime)
-
-
-def revoke_session_grants(session: Session, sid: str, access_token_lifetime: int) -> None:
-    """Sign-out ends the grants tied to that login session (not offline_access ones)."""
-    families = session.execute(
-        select(RefreshToken.family_id)
-        .where(RefreshToken.sid == sid, RefreshToken.revoked_at.is_(None))
-        .distinct()
-    ).scalars()
-    for family_id in list(families):
-        revoke_family(session, family_id, access_token_lifetime)

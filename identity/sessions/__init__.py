@@ -13,11 +13,12 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from identity.extensions import db
 from identity.models.session import LoginSession
 from identity.models.user import User
+from identity.random_tokens import token_hash
+from identity.revocation import revoke_session_grants
 from identity.runtime import runtime
 from identity.security import client_ip
 from identity.sessions import service
 from identity.settings import Settings
-from identity.tokens import token_hash
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,11 +26,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Authentication context classes (OIDC Core 2 ``acr``): one factor, or two.
 ACR_ONE_FACTOR = "urn:identity:loa:1fa"
 ACR_TWO_FACTORS = "urn:identity:loa:2fa"
+TWO_FACTORS = 2
 
 
 def acr_for(amr: list[str]) -> str:
     """Two different RFC 8176 methods (e.g. pwd + otp) make a two-factor sign-in."""
-    return ACR_TWO_FACTORS if len(set(amr)) >= 2 else ACR_ONE_FACTOR
+    return ACR_TWO_FACTORS if len(set(amr)) >= TWO_FACTORS else ACR_ONE_FACTOR
 
 
 def cookie_name(settings: Settings) -> str:
@@ -50,8 +52,6 @@ def current_user() -> User | None:
 
 def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
     """Replace whatever session the browser had with a fresh one (SESS-02)."""
-    from identity.oauth.tokens import revoke_session_grants
-
     settings = runtime().settings
     old = request.cookies.get(cookie_name(settings))
     carried_sid = None
@@ -61,10 +61,10 @@ def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
             carried_sid = previous.sid  # re-authentication: the apps' grants stay
         elif previous is not None:
             # Someone else signs in on this browser: the previous user is signed out.
-            revoke_session_grants(db.session, previous.sid, settings.access_token_lifetime)
-        service.end(db.session, old)
+            revoke_session_grants(db.session(), previous.sid, settings.access_token_lifetime)
+        service.end(db.session(), old)
     token, record = service.start(
-        db.session,
+        db.session(),
         user,
         policy(settings),
         amr=amr,
@@ -83,15 +83,13 @@ def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
 def sign_out() -> None:
     """End this browser's login session and the grants tied to it (offline_access grants
     survive; BCP-28 documents this policy in docs/oidc.md)."""
-    from identity.oauth.tokens import revoke_session_grants
-
     settings = runtime().settings
     login = g.get("login_session")
     if login is not None:
-        revoke_session_grants(db.session, login.sid, settings.access_token_lifetime)
+        revoke_session_grants(db.session(), login.sid, settings.access_token_lifetime)
     token = request.cookies.get(cookie_name(settings))
     if token:
-        service.end(db.session, token)
+        service.end(db.session(), token)
     session.clear()
     g.user = None
     g.login_session = None
@@ -131,14 +129,12 @@ def setup_login_sessions(app: Flask, settings: Settings) -> None:
         token = request.cookies.get(name)
         if not token or request.endpoint in ("static", "health.healthz", "health.readyz"):
             return
-        record = service.resolve(db.session, token, session_policy)
+        record = service.resolve(db.session(), token, session_policy)
         if record is None:
             g.clear_session_cookie = True
         else:
             g.login_session = record
             g.user = record.user
-        if db.session.dirty or db.session.deleted:
-            db.session.commit()
 
     @app.after_request
     def _set_cookie(response: Response) -> Response:

@@ -29,9 +29,12 @@ def add_user(
     from identity.accounts.service import Accounts
     from identity.extensions import db
     from identity.models.user import Role
+    from identity.rbac.service import ensure_builtin_roles
     from identity.runtime import runtime
 
     with app.app_context():
+        # The built-in roles (admin, user-manager, auditor) with their permissions.
+        ensure_builtin_roles(db.session)
         for role in roles:
             query = select(Role).where(Role.name == role)
             if db.session.execute(query).scalar_one_or_none() is None:

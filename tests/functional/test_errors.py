@@ -137,6 +137,36 @@ def test_405_page_keeps_the_allow_header(client):
     assert "GET" in response.headers["Allow"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/oauth/token"),
+        ("delete", "/userinfo"),
+        ("put", "/oauth/register"),
+        ("post", "/healthz"),
+    ],
+)
+def test_machine_endpoints_answer_errors_in_json_whatever_the_accept_header(client, method, path):
+    """Programs call the OAuth, UserInfo, registration and health endpoints: a wrong method
+    there (no route matched, so no blueprint either) is a JSON error with the Allow header
+    and the request id, never cached, even for a browser's Accept header."""
+    response = getattr(client, method)(path, headers={"Accept": "text/html"})
+    assert response.status_code == 405
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert body["error"] == "method_not_allowed"
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert response.headers["Allow"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_pages_of_machine_blueprints_are_not_confused_with_pages(client):
+    """RP-initiated logout is a page for people: its errors are pages."""
+    response = client.get("/logout?id_token_hint=not-a-token", headers={"Accept": "text/html"})
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+
+
 def test_400_page_for_a_missing_csrf_token(client):
     """A form POST without a token shows the bad-request page."""
     response = client.post("/sign-in", data={"email": "a@example.org"})

@@ -7,13 +7,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from identity.accounts.admin import create_invitation
+from identity.accounts.management import create_invitation
 from identity.errors import InvalidInput
 from identity.extensions import db
 from identity.models.base import utcnow
 from identity.models.user import Invitation, User
+from identity.random_tokens import token_hash
 from identity.runtime import runtime
-from identity.tokens import token_hash
 from tests.conftest import PASSWORD, csrf_token
 from tests.functional.conftest import add_role, add_user, count, get_user
 

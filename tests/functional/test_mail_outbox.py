@@ -296,3 +296,29 @@ def test_mail_goes_out_in_commit_order(app):
             db.session.commit()
     mailer(app).flush()
     assert sent == [f"mail {n}" for n in range(6)]
+
+
+def test_console_backend_logs_the_message(app_factory, caplog):
+    """IDENTITY_MAIL_BACKEND=console logs the whole message (development only); it failed
+    every mail with a KeyError when the log record's reserved "message" key was used."""
+    app = app_factory(mail_backend="console")
+    message = EmailMessage()
+    message["To"] = "alice@example.org"
+    message["Subject"] = "Hello"
+    message.set_content("body text")
+    with caplog.at_level(logging.INFO, logger="identity.mail"):
+        app.extensions["identity"].mailer.deliver(message)
+    logged = [r for r in caplog.records if getattr(r, "event", None) == "mail.console"]
+    assert len(logged) == 1
+    assert "body text" in logged[0].mail
+
+
+def test_mail_templates_render_without_flask(app):
+    """Services and commands render mails without a request or app context: plain text,
+    where a link's & stays as typed (nothing is HTML-escaped)."""
+    subject, body = mailer(app).render(
+        "verify_email", issuer="https://id.example.org", link="https://x.test/v?a=1&b=2"
+    )
+    assert subject
+    assert "https://x.test/v?a=1&b=2" in body  # no &amp;
+    assert "https://id.example.org" in body

@@ -353,3 +353,32 @@ def test_AUTH_02_change_password_is_rate_limited(app_factory):
     data = {"current_password": "a guess here", "new_password": "a brand new passphrase"}
     codes = [post_form(client, "/account/password", data).status_code for _ in range(3)]
     assert codes == [400, 400, 429]
+
+
+def test_AUTH_02_change_email_password_guesses_are_rate_limited(app_factory):
+    """Guessing the current password through the email form is limited like sign-in."""
+    app = app_factory(ratelimit_enabled=True, ratelimit_sign_in="2/minute")
+    add_user(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    data = {"new_email": "new@example.org", "current_password": "a guess here"}
+    codes = [post_form(client, "/account/email", data).status_code for _ in range(3)]
+    assert codes == [400, 400, 429]
+
+
+def test_change_email_requests_count_against_the_mail_limit(app_factory):
+    """Each successful email-change request mails an address the user chooses, so it
+    counts against ratelimit_mail (a signed-in user cannot mail-bomb a stranger)."""
+    app = app_factory(ratelimit_enabled=True, ratelimit_mail="2/minute")
+    add_user(app)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    codes = [
+        post_form(
+            client,
+            "/account/email",
+            {"new_email": f"victim{n}@example.org", "current_password": PASSWORD},
+        ).status_code
+        for n in range(3)
+    ]
+    assert codes == [303, 303, 429]

@@ -185,14 +185,33 @@ def test_INPUT_01_name_with_markup_is_stored_and_shown_escaped(app, client, mail
     # Not evaluated as a template (looked for next to the name only: random tokens on the
     # page may contain "49").
     assert "&gt;49" not in html
-    # INPUT-06: the mail prints the name literally too.
-    assert "{{7*7}}" in mailbox.to("new@example.org")[0].get_content()
+    # INPUT-06 and ISSUE7-09: the mail does not quote the name at all (an unconfirmed name
+    # in a mail from us helps phishing); nothing of it is evaluated either.
+    body = mailbox.to("new@example.org")[0].get_content()
+    assert "7*7" not in body and "img" not in body and "49" not in body.split("\n")[0]
+
+
+def test_ISSUE7_09_mail_greets_nobody_by_the_name_typed_at_registration(app, client, mailbox):
+    """The verification mail does not repeat what the registrant typed as their name."""
+    name = "there. URGENT: your account is locked, see https://evil.example/x"
+    assert register(client, name=name).status_code == 303
+    body = mailbox.to("new@example.org")[0].get_content()
+    assert "URGENT" not in body and "evil.example" not in body
+    assert body.startswith("Hello,")
 
 
 def test_register_strips_control_characters_from_the_name(app, client):
-    """Control characters (CR, LF, NUL, ANSI escapes) never reach the stored name."""
-    assert register(client, name="Eve\r\nBcc: x\x1b[31m\x00").status_code == 303
+    """Control characters (CR, LF, ANSI escapes) never reach the stored name."""
+    assert register(client, name="Eve\r\nBcc: x\x1b[31m").status_code == 303
     assert get_user(app, "new@example.org").name == "EveBcc: x[31m"
+
+
+def test_register_refuses_a_nul_in_any_field(app, client):
+    """A NUL character in a form is refused with a 400 page; nothing is stored."""
+    response = register(client, name="Eve\x00")
+    assert response.status_code == 400
+    assert b"NUL" in response.data
+    assert count(app, User) == 0
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,19 @@ def test_SESS_02_session_id_replaced_at_sign_in(app, user):
     assert replay(app, "identity_session", issued).status_code == 200
 
 
+def test_SESS_02_a_cookie_planted_on_the_sign_in_post_itself_is_replaced(app, user):
+    """A session cookie naming no session, sent with the sign-in POST itself (planted after
+    the form was shown), neither breaks the sign-in nor survives it."""
+    client = app.test_client()
+    token = csrf_token(client.get("/sign-in").data)
+    planted = "attacker-chosen-session-value-0123456789abcdef"
+    client.set_cookie("identity_session", planted)
+    data = {"csrf_token": token, "email": "alice@example.org", "password": PASSWORD}
+    assert client.post("/sign-in", data=data).status_code == 303
+    assert cookie_value(client, "identity_session") not in (None, planted)
+    assert client.get("/account").status_code == 200
+
+
 def test_SESS_02_signing_in_again_ends_the_previous_session(app, make_user):
     """Signing in over an existing session ends the old one instead of keeping both."""
     make_user()
@@ -121,6 +134,27 @@ def test_SESS_03_sign_out_kills_the_session_server_side(app, signed_in):
     assert count(app, LoginSession) == 0
 
 
+def test_SESS_03_sign_out_renews_the_flask_session_too(app, signed_in):
+    """The signed Flask session (the CSRF token) of the signed-in user ends with the sign-out:
+    a form token from before no longer works, a fresh one does."""
+    old = csrf_token(signed_in.get("/sign-out").data)
+    assert signed_in.post("/sign-out", data={"csrf_token": old}).status_code == 303
+    data = {"csrf_token": old, "email": "alice@example.org", "password": PASSWORD}
+    assert signed_in.post("/sign-in", data=data).status_code == 400
+    assert count(app, LoginSession) == 0
+    assert sign_in(signed_in).status_code == 303
+
+
+def test_SESS_03_the_signed_out_page_shows_nobody_signed_in(signed_in):
+    """The page answering a confirmed logout already shows the browser signed out: no
+    email of the user who just left."""
+    page = signed_in.get("/logout")
+    assert b"alice@example.org" in page.data
+    done = signed_in.post("/logout/confirm", data={"csrf_token": csrf_token(page.data)})
+    assert done.status_code == 200 and b"You are signed out" in done.data
+    assert b"alice@example.org" not in done.data
+
+
 def test_SESS_03_sign_out_is_audited(app, signed_in, user):
     """Signing out writes a user.sign_out event."""
     form_post(signed_in, "/sign-out", {})
@@ -134,6 +168,36 @@ def test_SESS_03_sign_out_without_a_session_is_harmless(client):
     response = client.post("/sign-out", data={"csrf_token": token})
     assert response.status_code == 303
     assert response.headers["Location"] == "/sign-in"
+
+
+def test_SESS_03_requests_without_a_cookie_get_no_cookie_deletion(client):
+    """Only a cookie naming no session is deleted: a browser that sent none is told
+    nothing about it."""
+    response = client.get("/sign-in")
+    assert response.status_code == 200
+    assert "identity_session" not in set_cookies(response)
+
+
+def test_static_files_and_health_checks_never_look_the_session_up(app, client, monkeypatch):
+    """Static files and the health endpoints neither resolve nor clear the session cookie
+    (no database work, no activity recorded); pages do."""
+    looked_up: list[str] = []
+    real = service.resolve
+
+    def spy(session, token, policy, now=None):
+        looked_up.append(token)
+        return real(session, token, policy, now)
+
+    monkeypatch.setattr(service, "resolve", spy)
+    client.set_cookie("identity_session", "no-such-session")
+    for path in ("/static/style.css", "/healthz", "/readyz"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "identity_session" not in set_cookies(response), path
+    assert looked_up == []
+    response = client.get("/sign-in")
+    assert looked_up == ["no-such-session"]
+    assert set_cookies(response)["identity_session"][0]["max-age"] == "0"
 
 
 def test_SESS_03_unknown_cookie_is_cleared(app, client):
@@ -272,6 +336,68 @@ def test_SESS_10_cookie_attributes_over_https(app_factory):
         assert not morsel["domain"], name
         assert len(header) < 4096, name
     assert client.get("/account", base_url=HTTPS).status_code == 200
+
+
+def test_SESS_10_the_cookie_is_deleted_with_the_attributes_it_was_set_with(app_factory):
+    """Signing out over https deletes __Host-identity_session with Secure and Path=/ (which
+    browsers require before they accept it for a __Host- cookie), HttpOnly and
+    SameSite=Lax."""
+    app = app_factory(issuer=HTTPS)
+    add_user(app)
+    client = app.test_client()
+    referer = {"Referer": HTTPS + "/sign-in"}
+    page = client.get("/sign-in", base_url=HTTPS)
+    data = {"csrf_token": csrf_token(page.data), "email": "alice@example.org", "password": PASSWORD}
+    assert client.post("/sign-in", base_url=HTTPS, data=data, headers=referer).status_code == 303
+    page = client.get("/sign-out", base_url=HTTPS)
+    response = client.post(
+        "/sign-out",
+        base_url=HTTPS,
+        data={"csrf_token": csrf_token(page.data)},
+        headers={"Referer": HTTPS + "/sign-out"},
+    )
+    assert response.status_code == 303
+    morsel, _ = set_cookies(response)["__Host-identity_session"]
+    assert morsel.value == "" and morsel["max-age"] == "0"
+    assert morsel["secure"] is True
+    assert morsel["httponly"] is True
+    assert morsel["samesite"] == "Lax"
+    assert morsel["path"] == "/"
+
+
+def test_a_password_sign_in_is_recorded_as_one_factor(app, user):
+    """The session records amr ["pwd"] and the one-factor acr; two different methods (a
+    password and a one-time code) would make it two-factor, the same method twice would
+    not."""
+    from identity.sessions import ACR_ONE_FACTOR, ACR_TWO_FACTORS, acr_for
+
+    assert acr_for(["pwd"]) == ACR_ONE_FACTOR == "urn:identity:loa:1fa"
+    assert acr_for(["pwd", "pwd"]) == ACR_ONE_FACTOR
+    assert acr_for(["pwd", "otp"]) == ACR_TWO_FACTORS == "urn:identity:loa:2fa"
+    assert acr_for(["pwd", "otp", "hwk"]) == ACR_TWO_FACTORS
+    assert sign_in(app.test_client()).status_code == 303
+    with app.app_context():
+        record = db.session.execute(select(LoginSession)).scalar_one()
+        assert (record.amr, record.acr) == (["pwd"], ACR_ONE_FACTOR)
+
+
+def test_sign_in_and_sign_out_take_effect_for_the_rest_of_the_request(app, user):
+    """Within the request that signs in, the user and the new session (with the acr a
+    caller names, or the one derived from amr) are current at once; after sign_out,
+    nobody and no session is."""
+    from flask import g
+
+    from identity.sessions import current_user, sign_in, sign_out
+
+    with app.test_request_context("/sign-in", method="POST"):
+        alice = db.session.get(User, user)
+        sign_in(alice, amr=["pwd"], acr="urn:example:acr")
+        assert current_user() is alice
+        assert g.login_session.user_id == alice.id
+        assert (g.login_session.amr, g.login_session.acr) == (["pwd"], "urn:example:acr")
+        sign_out()
+        assert current_user() is None
+        assert g.login_session is None
 
 
 def test_account_page_shows_the_session(signed_in):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -48,6 +49,40 @@ def test_sign_in_wrong_password_shows_the_generic_error(client, user):
     assert FAILED in response.data.decode()
     assert cookie_value(client, "identity_session") is None
     assert client.get("/account").status_code == 302
+
+
+def autofocused(html):
+    """The names of the inputs that carry autofocus."""
+    return re.findall(r'<input[^>]*\bautofocus\b[^>]*name="([^"]+)"', html)
+
+
+def test_sign_in_page_focuses_the_email_first(client):
+    """A fresh sign-in page puts the cursor in the email field."""
+    assert autofocused(client.get("/sign-in").data.decode()) == ["email"]
+
+
+def test_failed_sign_in_keeps_the_email_and_focuses_the_password(client, user):
+    """After a refused password the email is kept, the password field is empty and has
+    the focus, and the error is shown."""
+    response = sign_in(client, password="not the password")
+    html = response.data.decode()
+    assert FAILED in html and 'role="alert"' in html
+    assert 'value="alice@example.org"' in html
+    assert "not the password" not in html
+    assert autofocused(html) == ["password"]
+
+
+def test_login_hint_focuses_the_password(client):
+    """With the email prefilled by login_hint, the cursor starts in the password field."""
+    html = client.get("/sign-in?login_hint=bob@example.org").data.decode()
+    assert autofocused(html) == ["password"]
+
+
+def test_sign_in_form_error_on_the_email_focuses_the_email(client):
+    """When the email field itself is wrong (empty), the focus stays on it."""
+    response = form_post(client, "/sign-in", {"email": "", "password": "something"})
+    assert response.status_code == 400
+    assert autofocused(response.data.decode()) == ["email"]
 
 
 def test_sign_in_form_errors_answer_400(client):

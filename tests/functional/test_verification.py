@@ -7,17 +7,19 @@ from datetime import UTC, datetime, timedelta
 import time_machine
 
 from identity.models.base import utcnow
-from tests.conftest import PASSWORD, form_post, sign_in
+from tests.conftest import PASSWORD, csrf_token, form_post, sign_in
 from tests.functional.conftest import (
     add_user,
     audit_events,
     comparable,
     get_user,
+    post_with_token,
     set_cookie_names,
     update_user,
 )
 
 INVALID = "This link is invalid or has expired. Please request a new one."
+USED = "This link has been used: the email address is verified."
 
 
 def register(client, email="new@example.org"):
@@ -47,15 +49,54 @@ def test_verify_link_post_verifies_and_sends_to_sign_in(app, client, mailbox):
     assert sign_in(client, "new@example.org").status_code == 303
 
 
-def test_verify_link_works_only_once(client, mailbox):
-    """A used verification link shows the invalid-link page with 400."""
+def test_verify_link_works_only_once(app, client, mailbox):
+    """A used verification link says the address is verified and offers sign-in, with no
+    button, both when opened (GET) and when its old page is submitted again (POST)."""
     register(client)
     link = mailbox.last_link("new@example.org")
-    assert form_post(client, link, {}).status_code == 303
-    response = form_post(client, link, {})
+    page = client.get(link)
+    assert client.post(link, data={"csrf_token": csrf_token(page.data)}).status_code == 303
+    for response in (client.get(link), post_with_token(client, link, {})):
+        assert response.status_code == 200
+        html = response.data.decode()
+        assert USED in html
+        assert 'href="/sign-in"' in html
+        assert "<button" not in html and "Verify my email address" not in html
+    assert len(audit_events(app, "user.email_verified")) == 1
+
+
+def test_verify_link_of_an_address_verified_otherwise_shows_no_button(app, client, mailbox):
+    """A link whose address got verified another way (a password reset proves the
+    mailbox) says so instead of offering the button."""
+    register(client)
+    link = mailbox.last_link("new@example.org")
+    form_post(client, "/forgot-password", {"email": "new@example.org"})
+    reset = mailbox.last_link("new@example.org")
+    assert form_post(client, reset, {"password": "a brand new passphrase"}).status_code == 303
+    assert get_user(app, "new@example.org").email_verified_at is not None
+    response = client.get(link)
+    assert response.status_code == 200
+    assert USED in response.data.decode() and "<button" not in response.data.decode()
+
+
+def test_verify_link_used_page_offers_the_account_when_signed_in(app, client, mailbox):
+    """Signed in, the used-link page links to the account instead of the sign-in page."""
+    register(client)
+    link = mailbox.last_link("new@example.org")
+    form_post(client, link, {})
+    sign_in(client, "new@example.org")
+    html = client.get(link).data.decode()
+    assert USED in html and 'href="/account">Go to your account' in html
+
+
+def test_invalid_verify_link_shows_no_button_when_opened(client, mailbox):
+    """Opening a forged link shows the invalid-link page (400), with no button."""
+    register(client)
+    link = mailbox.last_link("new@example.org")
+    response = client.get(link[:-2] + ("AA" if not link.endswith("AA") else "BB"))
     assert response.status_code == 400
     html = response.data.decode()
-    assert "This link does not work" in html and INVALID in html
+    assert INVALID in html and "<button" not in html and 'href="/sign-in"' in html
 
 
 def test_verify_link_post_without_csrf_token_is_refused(app, client, mailbox):
@@ -73,7 +114,8 @@ def test_AUTH_14_verify_link_expires(app, client, mailbox):
         register(client)
         link = mailbox.last_link("new@example.org")
         traveller.shift(timedelta(seconds=86400 + 1))
-        response = form_post(client, link, {})
+        assert client.get(link).status_code == 400
+        response = post_with_token(client, link, {})
     assert response.status_code == 400
     assert INVALID in response.data.decode()
     assert get_user(app, "new@example.org").email_verified_at is None
@@ -91,7 +133,7 @@ def test_AUTH_14_tampered_or_foreign_links_are_refused(app, client, user, mailbo
         "/verify-email/" + reset_token,
         "/verify-email/" + "x" * 1200,
     ):
-        response = form_post(client, bad, {})
+        response = post_with_token(client, bad, {})
         assert response.status_code == 400, bad
         assert INVALID in response.data.decode()
     assert get_user(app, "new@example.org").email_verified_at is None
@@ -102,14 +144,19 @@ def test_verify_link_of_a_disabled_account_is_refused(app, client, mailbox):
     register(client)
     link = mailbox.last_link("new@example.org")
     update_user(app, "new@example.org", disabled_at=utcnow())
-    assert form_post(client, link, {}).status_code == 400
+    assert client.get(link).status_code == 400
+    assert post_with_token(client, link, {}).status_code == 400
 
 
 def test_resend_page_shows_the_form(client):
-    """GET /verify-email/resend shows an email field."""
+    """GET /verify-email/resend shows an email field, says what it is for, and links back
+    to sign-in."""
     response = client.get("/verify-email/resend")
     assert response.status_code == 200
-    assert "Resend the verification email" in response.data.decode()
+    html = response.data.decode()
+    assert "Resend the verification email" in html
+    assert "must confirm its email address before it can sign in" in html
+    assert '<a href="/sign-in">Back to sign in</a>' in html
 
 
 def test_resend_mails_a_new_link_to_an_unverified_account(app, client, mailbox):

@@ -73,7 +73,7 @@ def start_site(harness: Harness) -> RPSite:
     interoperability test uses:
 
     * ``web``: confidential (client_secret_basic), code + refresh, consent shown, a
-      post-logout redirect URI; its ID tokens are ES256 (the CLI's default).
+      post-logout redirect URI; its ID tokens are ES256 (asked for: RS256 is the default).
     * ``rs256`` (also ``device``): a public native app (none, PKCE only), first party, ID
       tokens signed with RS256, code flow and device flow (RFC 8628).
     * ``rs``: a resource server (client_secret_post) that may introspect any token and
@@ -124,6 +124,8 @@ def start_site(harness: Harness) -> RPSite:
             "client_secret_basic",
             "--scope",
             "openid profile email offline_access",
+            "--id-token-alg",
+            "ES256",
         )
         rs256 = pool.submit(
             create,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -15,9 +16,12 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from identity.serving import GRACEFUL_TIMEOUT
 from tests.conftest import PASSWORD
 from tests.integration.conftest import (
     IDENTITY,
+    START_TIMEOUT,
+    STOP_TIMEOUT,
     Harness,
     Instance,
     Server,
@@ -190,7 +194,9 @@ def test_serve_refuses_an_unmigrated_database(bare: Instance) -> None:
 
 def test_help_works_for_every_command() -> None:
     """`--help` succeeds for the entry point and for every command and subcommand."""
-    result = subprocess.run([IDENTITY, "--help"], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [IDENTITY, "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert "Usage: identity" in result.stdout
 
@@ -217,7 +223,7 @@ def test_db_commands_downgrade_and_upgrade(identity_factory: Harness) -> None:
     """`identity db current|downgrade base|upgrade` move the schema and report the revision."""
     instance = identity_factory.instance()
     instance.cli("init")
-    assert instance.cli("db", "downgrade", "base").stdout.strip() == "at revision None"
+    assert instance.cli("db", "downgrade", "base", "--yes").stdout.strip() == "at revision None"
     assert instance.cli("db", "current").stdout.startswith("none (newest: ")
     head = instance.cli("db", "upgrade").stdout.strip()
     assert head.startswith("at revision ") and head != "at revision None"
@@ -233,38 +239,165 @@ def not_answering(url: str) -> bool:
     return False
 
 
+FORM = b"email=late%40example.org&password=x&csrf_token=none"
+
+
+def request_waiting_for_its_body(server: Server) -> socket.socket:
+    """A connection whose POST a worker has taken and whose body it now waits for.
+
+    The request asks ``Expect: 100-continue``: the server sends "100 Continue" when the
+    worker starts reading the body, the moment after which the request is in flight."""
+    host, port = server.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /sign-in HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+        "Expect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(FORM)}\r\n\r\n"
+    ).encode()
+    connection = socket.create_connection((host, int(port)), timeout=20)
+    connection.sendall(head)
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        chunk = connection.recv(1)  # a byte at a time: nothing past the interim answer
+        assert chunk, f"connection closed after {interim!r}"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100 "), interim
+    return connection
+
+
+def finish(connection: socket.socket, rest: bytes) -> bytes:
+    """Send the rest of the body; return the whole answer."""
+    connection.sendall(rest)
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
 def test_sigterm_lets_an_in_flight_request_finish(identity_factory: Harness) -> None:
     """A request whose body is still arriving when SIGTERM comes is answered, then the
     server exits 0 (graceful shutdown)."""
     server = identity_factory.server()
-    host, port = server.url.removeprefix("http://").split(":")
-    body = b"email=late%40example.org&password=x&csrf_token=none"
-    head = (
-        f"POST /sign-in HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    with socket.create_connection((host, int(port)), timeout=20) as connection:
-        connection.sendall(head + body[:10])
-        time.sleep(0.3)  # the worker is now inside the app, reading the form
+    with request_waiting_for_its_body(server) as connection:
+        connection.sendall(FORM[:10])
         server.process.send_signal(signal.SIGTERM)
         wait_for(lambda: not_answering(server.url), what="the server to stop answering")
-        connection.sendall(body[10:])
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
+        answer = finish(connection, FORM[10:])
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # no CSRF token: a full answer
     assert server.stop() == 0
 
 
+def start_serve(harness: Harness, instance: Instance) -> Server:
+    """``identity serve`` on a free port, as the harness starts it, without waiting."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = instance.path / f"server-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+            env={**instance.env, "IDENTITY_ISSUER": url},
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(instance, process, url, log_path)
+    harness.servers.append(server)  # stopped, checked and cleaned up as the others
+    return server
+
+
+def log_events(server: Server, event: str) -> list[dict[str, object]]:
+    """The server's log entries of ``event`` so far (the teardown checks all are JSON)."""
+    entries = []
+    for line in server.log().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a line still being written
+    return [entry for entry in entries if entry.get("event") == event]
+
+
 def test_sigterm_again_while_stopping_still_exits_0(identity_factory: Harness) -> None:
     """A process manager or an operator may send SIGTERM more than once: a server that is
-    already stopping finishes its clean stop instead of dying of the signal."""
+    already stopping finishes its clean stop instead of dying of the signal or hanging.
+
+    A request in flight holds the server in its stopping phase (its worker waits to answer
+    it) while a thousand more SIGTERMs come; then the request completes, and SIGTERMs keep
+    coming until the master has exited."""
     server = identity_factory.server()
-    deadline = time.monotonic() + 40
-    while server.process.poll() is None and time.monotonic() < deadline:
+    with request_waiting_for_its_body(server) as connection:
         server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.002)
+        wait_for(lambda: log_events(server, "server.stopping"), what="the server to stop")
+        sent, deadline = 0, time.monotonic() + 10
+        while sent < 1000 and time.monotonic() < deadline:
+            server.process.send_signal(signal.SIGTERM)
+            sent += 1
+            time.sleep(0.001)
+        # Still stopping: the worker waits for the request's body (for up to 30 seconds).
+        assert server.process.poll() is None, server.log()
+        answer = finish(connection, FORM)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while server.process.poll() is None and time.monotonic() < deadline:
+        server.process.send_signal(signal.SIGTERM)  # also while the interpreter exits
+        time.sleep(0.001)
     server.exit_code = server.process.wait(timeout=5)
-    assert server.exit_code == 0
-    assert '"event": "server.stopped"' in server.log()
+    assert server.exit_code == 0, server.log()
+    assert len(log_events(server, "server.stopping")) == 1
+    assert [entry["exit_code"] for entry in log_events(server, "server.stopped")] == [0]
+    assert "refused to gracefully stop" not in server.log()
+
+
+def test_sigterm_while_the_workers_load_the_app(identity_factory: Harness) -> None:
+    """A SIGTERM as the server starts reaches workers that are still loading the app (the
+    master starts them and stops them within milliseconds; loading takes far longer), before
+    granian's handlers are in place: they stop all the same, and the server exits 0 at once
+    instead of killing them 30 seconds later."""
+    instance = identity_factory.instance()
+    instance.cli("init")
+    server = start_serve(identity_factory, instance)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not log_events(server, "server.listening"):  # logged just before the workers start
+        assert server.process.poll() is None and time.monotonic() < deadline, server.log()
+        time.sleep(0.001)
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        server.exit_code = server.process.wait(timeout=GRACEFUL_TIMEOUT - 10)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"a worker missed its SIGTERM:\n{server.log()}") from None
+    assert server.exit_code == 0, server.log()
+    assert "refused to gracefully stop" not in server.log()
+
+
+def test_serve_says_where_it_listens_once(site: Site) -> None:
+    """`serve` logs one plain "listening on http://HOST:PORT" line (a JSON line like every
+    other), and no note about websockets, which WSGI does not have."""
+    listening = log_events(site.server, "server.listening")
+    assert [entry["msg"] for entry in listening] == [f"listening on {site.server.url}"]
+    assert "ebsocket" not in site.server.log()
+
+
+def test_serve_refuses_an_address_in_use(site: Site) -> None:
+    """A second `identity serve` on the port of a running one exits at once with one line
+    naming the address; the first goes on serving alone."""
+    address = site.server.url.removeprefix("http://")
+    host, port = address.split(":")
+    process = subprocess.Popen(
+        [IDENTITY, "serve", "--host", host, "--port", port],
+        env=site.server.instance.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"Error: cannot listen on {address}: address in use (is another server running?)"
+    ]
+    assert stdout == ""
+    assert requests.get(site.server.url + "/healthz", timeout=10).status_code == 200

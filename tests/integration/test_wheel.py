@@ -35,7 +35,10 @@ print(json.dumps({
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, **kwargs)
+    # check=False: the assertion below shows the output, which CalledProcessError would not.
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, **kwargs
+    )
     assert result.returncode == 0, (
         f"{command} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     )

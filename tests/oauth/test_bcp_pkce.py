@@ -132,18 +132,21 @@ def test_BCP_09_token_request_without_the_right_verifier_is_invalid_grant(
     assert "access_token" not in response.json
 
 
-def test_BCP_09_a_failed_verifier_burns_the_code(app, make_client, user, client):
-    """After a wrong verifier the code is spent: the right verifier no longer helps an
-    attacker who raced the client, nor the client (it starts over)."""
+def test_BCP_09_a_failed_verifier_does_not_spend_the_code(app, make_client, user, client):
+    """A wrong verifier is refused without spending the code: whoever raced the client with
+    a stolen code cannot make the client's own redemption fail; the code still redeems once."""
     rp = make_client(first_party=True)
     verifier, challenge = pkce_pair()
     code = code_with(
         signed_in_browser(app), rp, code_challenge=challenge, code_challenge_method="S256"
     )
-    assert redeem(client, rp, code, pkce_pair()[0]).status_code == 400
-    second = redeem(client, rp, code, verifier)
-    assert second.status_code == 400
-    assert second.json["error"] == "invalid_grant"
+    wrong = redeem(client, rp, code, pkce_pair()[0])
+    assert wrong.status_code == 400
+    assert wrong.json["error"] == "invalid_grant"
+    right = redeem(client, rp, code, verifier)
+    assert right.status_code == 200, right.json
+    again = redeem(client, rp, code, verifier)
+    assert again.json["error"] == "invalid_grant"
 
 
 # BCP-10 ---------------------------------------------------------------------------------

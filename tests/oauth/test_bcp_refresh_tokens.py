@@ -273,7 +273,7 @@ def test_BCP_28_password_reset_revokes_refresh_and_access_tokens(app, rp, browse
 
 def test_BCP_28_disabling_the_user_revokes_refresh_and_access_tokens(app, rp, browser, client):
     """An administrator disabling the account ends every grant at once."""
-    from identity.accounts.admin import set_disabled
+    from identity.accounts.management import set_disabled
     from identity.extensions import db
     from identity.models.user import User
 
@@ -297,6 +297,57 @@ def test_BCP_28_sign_out_revokes_session_bound_grants_but_not_offline_ones(rp, b
     assert response.status_code == 303
     assert_dead(client, rp, online)
     assert refresh(client, rp, offline["refresh_token"]).status_code == 200
+
+
+def login_sessions(app) -> list[tuple[str, str]]:
+    """(email, sid) of every login session."""
+    from sqlalchemy import select
+
+    from identity.extensions import db
+    from identity.models.session import LoginSession
+    from identity.models.user import User
+
+    with app.app_context():
+        rows = db.session.execute(
+            select(User.email, LoginSession.sid).join(User, LoginSession.user_id == User.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def sign_in_again(browser, email: str = "alice@example.org") -> int:
+    """The sign-in form of a browser already signed in, as prompt=login shows it."""
+    from tests.conftest import csrf_token
+
+    page = browser.get("/sign-in?force=1")
+    data = {"csrf_token": csrf_token(page.data), "email": email, "password": PASSWORD}
+    return browser.post("/sign-in", data=data).status_code
+
+
+def test_BCP_28_another_user_signing_in_ends_the_previous_users_session_grants(
+    app, rp, browser, client, make_user
+):
+    """Someone else signing in on this browser signs the previous user out: the grants of
+    that session end, and the new session gets a public sid of its own."""
+    online = tokens_for(browser, rp, scope="openid profile")
+    [(_, alice_sid)] = login_sessions(app)
+    make_user("bob@example.org")
+    assert sign_in_again(browser, "bob@example.org") == 303
+    assert_dead(client, rp, online)
+    [(email, sid)] = login_sessions(app)
+    assert email == "bob@example.org" and sid != alice_sid
+
+
+def test_BCP_28_signing_in_again_as_the_same_user_keeps_the_session_grants(
+    app, rp, browser, client
+):
+    """Re-authentication (prompt=login, max_age) gives a new cookie but keeps the public
+    sid, so that the grants of the session keep working."""
+    online = tokens_for(browser, rp, scope="openid profile")
+    [(_, sid)] = login_sessions(app)
+    assert sign_in_again(browser) == 303
+    assert login_sessions(app) == [("alice@example.org", sid)]
+    assert userinfo_status(client, online["access_token"]) == 200
+    assert refresh(client, rp, online["refresh_token"]).status_code == 200
 
 
 # BCP-29 ---------------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def scenario(name, app, make_client, client, mode):
     if name == "invalid_request":
         rp = make_client(first_party=True)
         return authorize(signed_in_browser(app), rp, prompt="sometimes", **extra)
-    if name == "request_not_supported":
+    if name == "invalid_request_object":
         rp = make_client(first_party=True)
         return authorize(signed_in_browser(app), rp, request="e30.e30.", **extra)
     raise AssertionError(name)
@@ -133,7 +133,7 @@ def scenario(name, app, make_client, client, mode):
         "consent_required",
         "unsupported_response_type",
         "invalid_request",
-        "request_not_supported",
+        "invalid_request_object",
     ],
 )
 def test_BCP_37_every_authorization_response_carries_iss(
@@ -207,8 +207,9 @@ def test_BCP_38_discovery_matches_behaviour(app, keys, client):
     assert document["code_challenge_methods_supported"] == ["S256"]
     assert "password" not in document["grant_types_supported"]
     assert "none" not in document["introspection_endpoint_auth_methods_supported"]
-    assert document["request_parameter_supported"] is False
-    assert document["request_uri_parameter_supported"] is False
+    assert document["request_parameter_supported"] is True
+    assert document["request_uri_parameter_supported"] is True
+    assert document["require_request_uri_registration"] is True
     assert document["authorization_response_iss_parameter_supported"] is True
     assert "registration_endpoint" not in document  # registration is off by default
     for name in ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint"):
@@ -295,7 +296,7 @@ def test_BCP_46_a_strange_registered_uri_is_escaped_too(app, make_client, user):
     """Quotes and angle brackets in a registered redirect URI cannot break out of the
     form's action attribute or the CSP header."""
     weird = "https://rp.test/cb?x=%22&y=\"'><b>"
-    from identity.oauth.metadata import InvalidRedirectUri
+    from identity.oauth.clients.metadata import InvalidRedirectUri
 
     try:
         rp = make_client(first_party=True, redirect_uris=[weird])
@@ -311,7 +312,7 @@ def test_BCP_46_a_strange_registered_uri_is_escaped_too(app, make_client, user):
 
 def test_BCP_46_javascript_redirect_uris_cannot_be_registered():
     """A javascript: or data: URI can never become a form_post target."""
-    from identity.oauth.metadata import InvalidRedirectUri, check_redirect_uri
+    from identity.oauth.clients.metadata import InvalidRedirectUri, check_redirect_uri
 
     for uri in ("javascript:alert(1)", "JavaScript://x/%0aalert(1)", "data:text/html,x"):
         with pytest.raises(InvalidRedirectUri):

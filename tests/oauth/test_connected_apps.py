@@ -72,3 +72,34 @@ def test_apps_page_needs_sign_in(client):
     """Signed-out visitors are sent to sign in."""
     response = client.get("/account/apps")
     assert response.status_code == 302 and "/sign-in" in response.headers["Location"]
+
+
+def test_connected_apps_lists_scopes_like_the_consent_page(make_client, user, client):
+    """The connected-apps page lists an app's scopes in the consent page's order and words,
+    whatever order the request named them in."""
+    import re
+
+    from tests.conftest import sign_in
+    from tests.oauth.conftest import Flow, authorize_url, pkce_pair
+
+    rp = make_client(scope="openid profile email offline_access roles")
+    sign_in(client)
+    scope = "email roles openid offline_access profile"
+    consent = client.get(authorize_url(rp, pkce_pair()[1], scope=scope, prompt="consent"))
+    assert consent.status_code == 200
+
+    def listed(html: bytes) -> list[str]:
+        found = re.search(rb'<ul class="scopes">(.*?)</ul>', html, re.S)
+        assert found, html
+        return re.findall(r"<li>([^<]+)</li>", found.group(1).decode())
+
+    on_consent = listed(consent.data)
+    assert on_consent == [
+        "Sign you in with your identity account",
+        "See your name",
+        "See your email address",
+        "Stay connected when you are not using the app",
+        "See the roles you have",
+    ]
+    Flow(client).follow_to_client(consent)
+    assert listed(client.get("/account/apps").data) == on_consent

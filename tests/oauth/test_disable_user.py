@@ -23,7 +23,7 @@ def test_SESS_04_disabled_user_loses_session_access_and_refresh_tokens(
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert client.get("/userinfo", headers=bearer).status_code == 200
 
-    from identity.accounts.admin import set_disabled
+    from identity.accounts.management import set_disabled
     from identity.extensions import db
     from identity.models.user import User
 

@@ -115,9 +115,9 @@ def test_OIDC_53_publish_ahead_delays_signing(app_factory, fast_keys, make_user)
 def _client(app: Any) -> Any:
     """A registered relying party for apps built outside the make_client fixture."""
     from identity.extensions import db
-    from identity.oauth import clients as client_service
+    from identity.oauth.clients import service as client_service
+    from identity.oauth.clients.metadata import normalize_metadata
     from identity.oauth.keys import ALGORITHMS
-    from identity.oauth.metadata import normalize_metadata
     from identity.oauth.scopes import KNOWN_SCOPES
     from tests.oauth.conftest import REDIRECT_URI, RegisteredClient
 

@@ -311,14 +311,16 @@ def test_OIDC_32_client_secret_post_happy_flow(app, client, mode_flow, make_clie
     assert basic.status_code in (400, 401)
 
 
-def test_OIDC_33_request_uri_is_rejected_as_unsupported(app, client, mode_flow, rp, signed_in):
-    """oidcc-request-uri-unsigned-supported-correctly-or-rejected-as-unsupported: request_uri gets
-    request_uri_not_supported, as advertised."""
+def test_OIDC_33_unregistered_request_uri_is_rejected(app, client, mode_flow, rp, signed_in):
+    """oidcc-request-uri-unsigned-supported-correctly-or-rejected-as-unsupported: request_uri
+    is supported from registered URLs only (require_request_uri_registration), so another
+    gets invalid_request_uri, answered with the state and nothing fetched."""
     config = client.get("/.well-known/openid-configuration").json
-    assert config["request_uri_parameter_supported"] is False
+    assert config["request_uri_parameter_supported"] is True
+    assert config["require_request_uri_registration"] is True
     response, _ = mode_flow.start(rp, request_uri="https://rp.example.org/request.jwt")
     params = callback(response, rp.redirect_uri)
-    assert params["error"] == "request_uri_not_supported"
+    assert params["error"] == "invalid_request_uri"
     assert params["state"] == "state-123" and "code" not in params
 
 
@@ -339,27 +341,29 @@ def _unsigned_request_object(rp: Any, **claims: Any) -> str:
     )
 
 
-def test_OIDC_34_request_object_is_rejected_as_unsupported(client, mode_flow, rp, signed_in):
-    """oidcc-unsigned-request-object-supported-correctly-or-rejected-as-unsupported: request gets
-    request_not_supported, never silently ignored."""
+def test_OIDC_34_unsigned_request_object_is_rejected(client, mode_flow, rp, signed_in):
+    """oidcc-unsigned-request-object-supported-correctly-or-rejected-as-unsupported: request
+    objects are supported signed only ("none" is not advertised), so an unsigned one gets
+    invalid_request_object, never silently ignored."""
     config = client.get("/.well-known/openid-configuration").json
-    assert config["request_parameter_supported"] is False
+    assert config["request_parameter_supported"] is True
+    assert "none" not in config["request_object_signing_alg_values_supported"]
     response, _ = mode_flow.start(rp, request=_unsigned_request_object(rp))
     params = callback(response, rp.redirect_uri)
-    assert params["error"] == "request_not_supported"
+    assert params["error"] == "invalid_request_object"
     assert "code" not in params
 
 
 def test_OIDC_36_request_object_redirect_uri_is_never_used(
     client, mode_flow, make_client, signed_in
 ):
-    """oidcc-ensure-request-object-with-redirect-uri: a request object naming another registered URI
-    is refused, answered at the query's URI."""
+    """An unsigned request object naming another registered URI is refused, and answered at
+    the query's URI: nothing in an untrusted object is used."""
     rp = make_client(redirect_uris=["https://rp.example.org/cb", "https://rp.example.org/other"])
     request_object = _unsigned_request_object(rp, redirect_uri="https://rp.example.org/other")
     response, _ = mode_flow.start(rp, request=request_object)
     params = callback(response, "https://rp.example.org/cb")
-    assert params["error"] == "request_not_supported"
+    assert params["error"] == "invalid_request_object"
     assert "code" not in params
 
 

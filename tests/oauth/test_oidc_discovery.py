@@ -126,8 +126,8 @@ def test_OIDC_59_end_session_endpoint_is_advertised(config):
 
 def test_OIDC_04_unsigned_id_tokens_are_not_offered(config):
     """alg none is neither advertised for ID tokens nor accepted at registration."""
+    from identity.oauth.clients.metadata import InvalidClientMetadata, normalize_metadata
     from identity.oauth.keys import ALGORITHMS
-    from identity.oauth.metadata import InvalidClientMetadata, normalize_metadata
     from identity.oauth.scopes import KNOWN_SCOPES
 
     assert "none" not in config["id_token_signing_alg_values_supported"]

@@ -1,6 +1,6 @@
 """OpenID Foundation basic plan: scope and claims modules (OIDC Core 5.4, 5.5), in both
-response modes (OIDC-58). The server holds no address or phone data, so those claims are
-absent, which OIDC Core 5.4 allows."""
+response modes (OIDC-58). The server holds no address or phone data, so it offers neither
+scope (discovery's scopes_supported says so) and grants neither."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from identity.oauth.scopes import SCOPE_CLAIMS
 from tests.oauth.conftest import bearer, unverified
 
 pytestmark = pytest.mark.usefixtures("fast_keys")
-ALL_SCOPES = "openid profile email address phone offline_access roles"
+ALL_SCOPES = "openid profile email offline_access roles"
 
 
 @pytest.fixture
@@ -67,29 +67,31 @@ def test_OIDC_10_email_is_not_leaked_without_its_scope(client, mode_flow, rp):
     assert set(info) == {"sub"}
 
 
-def test_OIDC_11_scope_address(client, mode_flow, rp):
-    """oidcc-scope-address: the request succeeds; address is absent because the server holds
-    none."""
-    info, _ = userinfo_for(client, mode_flow, rp, scope="openid address")
-    assert set(info) <= allowed("address")
-    assert "sub" in info
+def test_OIDC_11_scope_address_is_not_offered(client, mode_flow, rp):
+    """oidcc-scope-address: the server holds no address, so the scope is not offered in
+    discovery; asking for it still succeeds and grants nothing more."""
+    assert "address" not in client.get("/.well-known/openid-configuration").json["scopes_supported"]
+    body = mode_flow.tokens(rp, scope="openid address")
+    assert body["scope"].split() == ["openid"]
+    info = client.get("/userinfo", headers=bearer(body["access_token"])).json
+    assert set(info) == {"sub"}
 
 
-def test_OIDC_12_scope_phone(client, mode_flow, rp):
-    """oidcc-scope-phone: the request succeeds; phone claims are absent because the server holds
-    none."""
-    info, _ = userinfo_for(client, mode_flow, rp, scope="openid phone")
-    assert set(info) <= allowed("phone")
-    assert "sub" in info
+def test_OIDC_12_scope_phone_is_not_offered(client, mode_flow, rp):
+    """oidcc-scope-phone: the server holds no phone number, so the scope is not offered;
+    asking for it still succeeds and grants nothing more."""
+    assert "phone" not in client.get("/.well-known/openid-configuration").json["scopes_supported"]
+    body = mode_flow.tokens(rp, scope="openid phone")
+    assert body["scope"].split() == ["openid"]
 
 
 def test_OIDC_13_scope_all(client, mode_flow, rp):
     """oidcc-scope-all: every requested claim group that has data is returned, and nothing beyond
     them."""
-    info, _ = userinfo_for(client, mode_flow, rp, scope="openid address email phone profile")
+    info, _ = userinfo_for(client, mode_flow, rp, scope="openid email profile")
     assert info["email"] == "alice@example.org"
     assert info["name"] == "Alice Example"
-    assert set(info) <= allowed("address", "email", "phone", "profile")
+    assert set(info) <= allowed("email", "profile")
     assert "roles" not in info
 
 

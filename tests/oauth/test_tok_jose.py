@@ -173,7 +173,8 @@ def test_TOK_03_embedded_jwk_header_is_ignored(jose, kind):
 @pytest.mark.parametrize("kind", TOKEN_KINDS)
 def test_TOK_03_jku_and_x5u_are_neither_fetched_nor_trusted(jose, kind, monkeypatch):
     """jku/x5u/x5c naming the attacker's key are refused and nothing is fetched."""
-    from identity.oauth import client_auth, fetch
+    from identity.oauth.clients import authentication as client_auth
+    from identity.oauth.clients import fetch
 
     fetched: list[str] = []
 

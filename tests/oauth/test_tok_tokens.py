@@ -191,8 +191,8 @@ def test_TOK_11_hybrid_and_implicit_response_types_are_refused(client, user, rp,
 def test_TOK_11_unknown_id_token_algs_are_refused_at_registration():
     """Registration refuses ID token algorithms the server does not implement (HS256, PS256,
     none)."""
+    from identity.oauth.clients.metadata import InvalidClientMetadata, normalize_metadata
     from identity.oauth.keys import ALGORITHMS
-    from identity.oauth.metadata import InvalidClientMetadata, normalize_metadata
     from identity.oauth.scopes import KNOWN_SCOPES
 
     for alg in ("HS256", "PS256", "none", "RSA1_5", ""):
@@ -437,9 +437,11 @@ def test_TOK_16_trust_flags_cannot_be_self_assigned(dcr_app):
         assert row.registered_via == "dynamic"
 
 
-def test_TOK_16_self_registered_client_always_gets_consent_with_a_warning(dcr_app):
-    """Every authorization for a dynamically registered client shows consent with the
-    unreviewed warning, and prompt=none cannot skip it."""
+def test_TOK_16_self_registered_client_gets_consent_with_a_warning_once(dcr_app):
+    """A dynamically registered client is never trusted before the user consented: the
+    first authorization shows consent with the unreviewed warning and prompt=none gets
+    consent_required; once consented, the consent is remembered like any other (ISSUE7-14:
+    prompt=none and later visits go through), and prompt=consent shows the warning again."""
     from tests.conftest import PASSWORD, form_post
     from tests.oauth.conftest import RegisteredClient
 
@@ -462,13 +464,17 @@ def test_TOK_16_self_registered_client_always_gets_consent_with_a_warning(dcr_ap
         == 303
     )
     flow = ModeFlow(browser, "query")
-    for _ in range(2):  # consent given once is not remembered for such clients
-        response, _ = flow.start(rp)
-        assert response.status_code == 200
-        assert b"has not been reviewed" in response.data
-        callback(flow.follow_to_client(response), rp.redirect_uri)
     response, _ = flow.start(rp, prompt="none")
     assert callback(response, rp.redirect_uri)["error"] == "consent_required"
+    response, _ = flow.start(rp)
+    assert response.status_code == 200
+    assert b"has not been reviewed" in response.data
+    assert "code" in callback(flow.follow_to_client(response), rp.redirect_uri)
+    for prompt in ("none", None):  # remembered now: no page, straight to the client
+        response, _ = flow.start(rp, prompt=prompt)
+        assert "code" in callback(response, rp.redirect_uri), response.data[:300]
+    response, _ = flow.start(rp, prompt="consent")
+    assert b"has not been reviewed" in response.data
 
 
 # TOK-18 replay caches shared by every worker ----------------------------------------------
@@ -521,7 +527,7 @@ def test_TOK_18_concurrent_replays_let_exactly_one_through(jose, app_factory):
         try:
             barrier.wait(timeout=30)
             statuses.append(assertion_request(client, assertion).status_code)
-        except BaseException as error:  # reported below
+        except BaseException as error:  # noqa: BLE001 - any error fails the test below
             errors.append(error)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]

@@ -1,8 +1,11 @@
-"""The audit hash chain: verify_chain() finds any edit, deletion or reordering."""
+"""The audit hash chain: verify_chain() finds any edit, deletion or reordering, and says what
+is wrong with the first bad record."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import uuid
 
 import pytest
@@ -11,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
 from identity import audit
-from identity.models.audit import AuditEvent
+from identity.models.audit import AuditEvent, AuditHead
 from identity.models.base import Base
 
 
@@ -29,7 +32,7 @@ def session():
 
 def test_intact_chain_verifies(session):
     """Five recorded events form an intact chain starting from the genesis hash."""
-    assert audit.verify_chain(session) is None
+    assert audit.verify_chain(session).intact
     events = session.query(AuditEvent).order_by(AuditEvent.seq).all()
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == audit.GENESIS
@@ -61,41 +64,140 @@ def test_chain_hash_depends_on_every_field(session):
     [{"data": {"n": 2, "reason": "forged"}}, {"outcome": "success"}, {"ip": "10.0.0.1"}],
 )
 def test_edited_event_is_found(session, values):
-    """Editing a field of event 3 makes verify_chain() return 3."""
+    """Editing a field of event 3 makes verify_chain() name event 3, its hash not matching
+    (LOG-04)."""
     session.execute(update(AuditEvent).where(AuditEvent.seq == 3).values(**values))
     session.commit()
-    assert audit.verify_chain(session) == 3
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem, check.checked) == (3, audit.HASH_MISMATCH, 2)
+    assert check.event == "user.sign_in" and check.occurred_at is not None
+    assert not check.intact
 
 
 def test_rehashed_edit_is_found_at_the_next_event(session):
-    """Recomputing the edited event's own hash still breaks the link to the next one."""
+    """Recomputing the edited event's own hash still breaks the link to the next one
+    (LOG-04)."""
     event = session.get(AuditEvent, 3)
     event.data = {"n": 2, "reason": "forged"}
     event.hash = audit.chain_hash(event)
     session.commit()
-    assert audit.verify_chain(session) == 4
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem) == (4, audit.BROKEN_LINK)
+    assert check.detail == (
+        "broken link to the previous record: its prev_hash is not the hash of seq 3"
+    )
 
 
 def test_deleted_event_is_found(session):
-    """Deleting an event in the middle is found at the gap."""
+    """Deleting an event in the middle is found at the gap (LOG-04)."""
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 2))
     session.commit()
-    assert audit.verify_chain(session) == 3
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem, check.checked) == (3, audit.SEQ_GAP, 1)
+    assert check.detail == "gap in seq: seq 2 is missing"
 
 
 def test_deleted_first_event_is_found(session):
-    """Deleting the first event is found too."""
+    """Deleting the first event is found too (LOG-04)."""
     session.execute(delete(AuditEvent).where(AuditEvent.seq == 1))
     session.commit()
-    assert audit.verify_chain(session) == 2
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem, check.checked) == (2, audit.SEQ_GAP, 0)
 
 
 def test_chain_continues_after_a_commit(session):
     """New events link onto the existing tip."""
     audit.record(session, "user.sign_out")
     session.commit()
-    assert audit.verify_chain(session) is None
+    assert audit.verify_chain(session).intact
     assert session.get(AuditEvent, 6).prev_hash == session.get(AuditEvent, 5).hash
+
+
+def test_LOG_04_deleting_the_newest_events_is_found(session):
+    """Deleting the newest events leaves an intact chain that ends before audit_head's tip:
+    verify_chain() names the first missing seq."""
+    session.execute(delete(AuditEvent).where(AuditEvent.seq >= 4))
+    session.commit()
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem, check.checked) == (4, audit.TRUNCATED, 3)
+    assert check.event is None and check.occurred_at is None
+    assert "audit_head records seq 5" in (check.detail or "")
+
+
+def test_LOG_04_deleting_every_event_is_found(session):
+    """An empty trail with a tip in audit_head was emptied."""
+    session.execute(delete(AuditEvent))
+    session.commit()
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem, check.checked) == (1, audit.TRUNCATED, 0)
+
+
+def _forge_sixth(session):
+    """Append a correctly chained event without moving audit_head."""
+    fifth = session.get(AuditEvent, 5)
+    forged = AuditEvent(
+        seq=6,
+        occurred_at=fifth.occurred_at,
+        event="user.sign_in",
+        outcome="success",
+        data={},
+        prev_hash=fifth.hash,
+    )
+    forged.hash = audit.chain_hash(forged)
+    session.add(forged)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "seq"),
+    [
+        (lambda s: s.execute(update(AuditHead).values(hash="f" * 64)), 5),
+        (lambda s: s.execute(update(AuditHead).values(seq=3)), 3),
+        (lambda s: s.execute(delete(AuditHead)), 1),
+        (_forge_sixth, 6),
+    ],
+    ids=["head hash", "head seq", "no head", "event beyond the head"],
+)
+def test_LOG_04_trail_out_of_step_with_its_head_is_found(session, tamper, seq):
+    """The chain must end exactly at the tip audit_head holds."""
+    tamper(session)
+    session.commit()
+    check = audit.verify_chain(session)
+    assert (check.seq, check.problem) == (seq, audit.HEAD_MISMATCH)
+
+
+def test_a_new_empty_trail_is_intact():
+    """No events and no audit_head yet: nothing to find wrong."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        assert audit.verify_chain(session) == audit.ChainCheck(checked=0)
+    engine.dispose()
+
+
+def test_LOG_04_verify_reads_the_rows_as_stored(session):
+    """Events this session already holds do not hide an edit made in the database."""
+    held = session.get(AuditEvent, 3)
+    assert held is not None
+    session.execute(
+        update(AuditEvent).where(AuditEvent.seq == 3).values(outcome="success"),
+        execution_options={"synchronize_session": False},
+    )
+    assert held.outcome == "failure"  # the session's copy is stale
+    assert audit.verify_chain(session).seq == 3
+
+
+def test_export_streams_the_hashed_fields(session):
+    """Each exported record is the dictionary its hash covers, with prev_hash and hash: an
+    export can be re-verified without the database."""
+    records = list(audit.export(session))
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    prev = audit.GENESIS
+    for record in records:
+        body = {k: v for k, v in record.items() if k not in ("prev_hash", "hash")}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        assert record["prev_hash"] == prev
+        assert hashlib.sha256((prev + canonical).encode()).hexdigest() == record["hash"]
+        prev = record["hash"]
 
 
 @pytest.mark.parametrize("key", ["password", "token", "secret", "code", "otp", "password_hash"])

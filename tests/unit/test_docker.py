@@ -20,8 +20,8 @@ def instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs of the Dockerfile, continuation lines joined."""
     text = re.sub(r"\\\n", " ", (DOCKER / "Dockerfile").read_text())
     pairs = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         if line and not line.startswith("#"):
             keyword, _, rest = line.partition(" ")
             pairs.append((keyword.upper(), rest.strip()))

@@ -50,7 +50,17 @@ def _commands(group: click.Group, prefix: str) -> list[tuple[str, click.Command]
 
 
 def _cli() -> click.Group:
-    from identity.cli import cli, commands, db_commands, oauth_commands, users  # noqa: F401
+    from identity.cli import (  # noqa: F401
+        audit_commands,
+        authz_commands,
+        cli,
+        commands,
+        db_commands,
+        groups_commands,
+        oauth_commands,
+        roles_commands,
+        users,
+    )
 
     # Importing the modules registers their commands, as identity.cli.main does.
 

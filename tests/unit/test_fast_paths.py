@@ -13,19 +13,6 @@ from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import test_settings as settings_for
 
 
-def test_rate_limit_check_is_dropped_only_when_it_cannot_find_a_limit(
-    app_factory: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every limit here is per view, so Flask-Limiter's before-request check goes; an
-    application-wide (here: meta) limit keeps it."""
-    from identity.extensions import limiter
-
-    check = limiter._check_request_limit
-    assert check not in app_factory(ratelimit_enabled=True).before_request_funcs[None]
-    monkeypatch.setattr(limiter, "_meta_limits", [object()])
-    assert check in app_factory(ratelimit_enabled=True).before_request_funcs[None]
-
-
 def test_read_rows_fails_closed_when_the_database_is_unreachable(tmp_path: Path) -> None:
     """A hot-path read against a database that is down raises SQLAlchemy's
     OperationalError, which the error handler answers with 503 (REL-02)."""
@@ -38,23 +25,34 @@ def test_read_rows_fails_closed_when_the_database_is_unreachable(tmp_path: Path)
     assert store_unavailable(caught.value)
 
 
-@pytest.mark.skipif(
-    not TEST_DATABASE_URL.startswith("postgresql"), reason="hot-path reads are PostgreSQL's"
-)
 def test_read_rows_survives_connections_the_database_dropped(app: Any) -> None:
-    """After the database ends its connections (a restart), the next read still answers:
-    it is retried once on a new connection instead of failing."""
-    from identity.database import read_rows
+    """After the database ends its connections (a PostgreSQL restart; on SQLite, the
+    pooled connection closed under the pool), the next read still answers: it is retried
+    once on a new connection instead of failing."""
+    from identity.database import read_engine, read_rows
     from identity.extensions import db
 
     settings = app.extensions["identity"].settings
-    statement = text("SELECT pg_backend_pid()")
-    first = read_rows(settings, statement, {})[0][0]
-    with app.app_context():
-        db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
-        db.session.commit()
-    second = read_rows(settings, statement, {})[0][0]
-    assert second != first
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        statement = text("SELECT pg_backend_pid()")
+        first = read_rows(settings, statement, {})[0][0]
+        with app.app_context():
+            db.session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
+            db.session.commit()
+        second = read_rows(settings, statement, {})[0][0]
+        assert second != first
+        return
+    statement = text("SELECT 1")
+    assert read_rows(settings, statement, {})[0][0] == 1
+    pooled = read_engine(settings).raw_connection()
+    dropped = pooled.dbapi_connection
+    assert dropped is not None
+    pooled.close()  # back into the pool, which does not ping it before the next read
+    dropped.close()
+    assert read_rows(settings, statement, {})[0][0] == 1
+    fresh = read_engine(settings).raw_connection()
+    assert fresh.dbapi_connection is not dropped
+    fresh.close()
 
 
 def test_a_key_ring_reload_imports_only_new_keys(app: Any) -> None:
@@ -80,3 +78,20 @@ def test_a_key_ring_reload_imports_only_new_keys(app: Any) -> None:
         third = KeyRing.load(db.session, cipher, second)
         assert old_es256 not in third.verifying
         assert set(third.verifying) == set(second.verifying) - {old_es256}
+
+
+def test_only_views_with_a_limit_of_their_own_go_through_the_rate_limiter(app: Any) -> None:
+    """Flask-Limiter's request filter exempts the views without a limit (the hot machine
+    endpoints among them) and none of the limited ones."""
+    from identity.extensions import _unlimited
+
+    def exempt(method: str, path: str) -> bool:
+        with app.test_request_context(path, method=method):
+            return _unlimited()
+
+    for path in ("/jwks.json", "/.well-known/openid-configuration", "/userinfo"):
+        assert exempt("GET", path), path
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        assert exempt("POST", path), path
+    for path in ("/sign-in", "/register", "/forgot-password", "/oauth/par", "/authorize"):
+        assert not exempt("POST", path), path

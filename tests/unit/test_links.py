@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -61,6 +62,49 @@ def test_over_long_tokens_are_refused_before_parsing():
     """Tokens over 1000 characters are refused outright."""
     with pytest.raises(LinkError):
         LinkSigner(SECRET).load("reset-password", "a" * 1001, 3600)
+
+
+def test_the_length_cap_of_1000_characters_acts_before_parsing(monkeypatch):
+    """A token of 1000 characters reaches the signature check; one of 1001 characters is
+    refused before anything parses it."""
+    parsed: list[int] = []
+    real = URLSafeTimedSerializer.loads
+
+    def spy(self, token, *args, **kwargs):
+        parsed.append(len(token))
+        return real(self, token, *args, **kwargs)
+
+    monkeypatch.setattr(URLSafeTimedSerializer, "loads", spy)
+    signer = LinkSigner(SECRET)
+    for length in (1000, 1001):
+        with pytest.raises(LinkError):
+            signer.load_with_value("change-email", "a" * length, 3600)
+    assert parsed == [1000]
+
+
+def test_a_link_carries_its_value_and_only_when_given_one():
+    """The signed value (an email change's new address) comes back as given; a link
+    signed without one gives back None, not the text "None"."""
+    signer = LinkSigner(SECRET)
+    with_value = signer.sign("change-email", "user-1", STATE, "new@example.org")
+    without = signer.sign("change-email", "user-1", STATE)
+    assert signer.load_with_value("change-email", with_value, 3600) == (
+        "user-1",
+        fingerprint(STATE),
+        "new@example.org",
+    )
+    assert signer.load_with_value("change-email", without, 3600) == (
+        "user-1",
+        fingerprint(STATE),
+        None,
+    )
+
+
+def test_AUTH_16_fingerprint_is_128_bits_of_sha256_of_the_state():
+    """The fingerprint is the first 128 bits of SHA-256 over the state, so links mailed
+    before an upgrade keep working and two states collide only by brute force."""
+    assert fingerprint(STATE) == hashlib.sha256(repr(STATE).encode()).hexdigest()[:32]
+    assert len(fingerprint(STATE)) == 32
 
 
 @pytest.mark.parametrize("payload", [["uid", "fp"], {"uid": "user-1"}, "text", None])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from identity.passwords import Hasher, PasswordPolicy, common_passwords
@@ -40,6 +42,28 @@ def test_AUTH_06_maximum_length():
     assert POLICY.problems("k" * 30 + "q" * 35) == ["Use at most 64 characters."]
 
 
+def test_AUTH_06_the_maximum_itself_is_accepted():
+    """A password of exactly the maximum length is fine; one more character is refused."""
+    assert POLICY.problems("kq7#vz2m" * 8) == []
+    assert POLICY.problems("kq7#vz2m" * 8 + "x") == ["Use at most 64 characters."]
+
+
+def test_AUTH_06_default_policy_allows_8_to_256_characters():
+    """Without settings the policy takes 8 to 256 characters, both ends included (AUTH-01,
+    AUTH-06)."""
+    policy = PasswordPolicy()
+    assert policy.problems("kq7#vz2") == ["Use at least 8 characters."]
+    assert policy.problems("kq7#vz2m") == []
+    assert policy.problems("kq7#vz2m" * 32) == []
+    assert policy.problems("kq7#vz2m" * 32 + "x") == ["Use at most 256 characters."]
+
+
+def test_the_policy_cannot_be_changed_once_built():
+    """The policy is frozen: no code path can lower the limits of the running server."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        POLICY.min_length = 1  # type: ignore[misc]
+
+
 def test_length_counts_characters_not_code_points():
     """A decomposed accent counts as one character (NFC), not two."""
     decomposed = "e\u0301" * 4 + "xy"  # six characters, ten code points
@@ -72,6 +96,40 @@ def test_AUTH_03_passwords_made_of_the_context_are_refused():
 def test_too_few_distinct_characters_are_refused():
     """Passwords of one or two repeated characters are refused."""
     assert POLICY.problems("abababababab") == ["Use more than two different characters."]
+
+
+def test_three_distinct_characters_are_enough():
+    """Three different characters pass the repetition check, whatever their case."""
+    assert POLICY.problems("abcabcabcabc") == []
+    assert POLICY.problems("AbAbaBaBABab") == ["Use more than two different characters."]
+
+
+SIMILAR = ["The password is too similar to your email address or name."]
+
+
+def test_AUTH_03_context_words_match_whatever_their_case_or_spacing():
+    """An email or name typed with capitals or spaces still counts as the same word."""
+    assert POLICY.problems("marguerite123", ("Marguerite",)) == SIMILAR
+    assert POLICY.problems("MARGUERITE123", ("marguerite",)) == SIMILAR
+    assert POLICY.problems("marguerite123", (" marguerite ",)) == SIMILAR
+
+
+def test_AUTH_03_context_allows_at_most_three_extra_characters():
+    """A context word plus three characters is refused; plus four it is the user's choice."""
+    assert POLICY.problems("marguerite123", ("marguerite",)) == SIMILAR
+    assert POLICY.problems("marguerite1234", ("marguerite",)) == []
+
+
+def test_AUTH_03_context_words_count_from_four_characters():
+    """Four-letter context words count, three-letter ones are too common to refuse."""
+    short = PasswordPolicy(min_length=6, max_length=64)
+    assert short.problems("anna12", ("anna",)) == SIMILAR
+    assert short.problems("bob4x9", ("bob",)) == []
+
+
+def test_AUTH_03_only_a_context_word_inside_the_password_counts():
+    """A password of about the same length as the email, but not containing it, is fine."""
+    assert POLICY.problems("qpzmxnwoeiru", ("marguerite",)) == []
 
 
 def test_hash_is_argon2id_with_the_configured_parameters(hasher):

@@ -1,0 +1,200 @@
+"""Operator actions on accounts: invitations, profile changes, disabling and deleting (the
+`identity users ...` commands and the admin API).
+
+``actor`` is who asks: None for the operator at the `identity` command, who may do
+anything; otherwise the admin API's caller, who may act only on users who hold no
+permission the caller lacks (identity.rbac.service.require_outranks). Whoever asks, the
+last active administrator can be neither disabled nor deleted (AUTHZ-08)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from identity import audit
+from identity.accounts.emails import normalize_email
+from identity.accounts.service import clean_name
+from identity.exceptions import Conflict, NotFound
+from identity.models.base import utcnow
+from identity.models.user import Invitation, User, roles_by_names, user_by_email
+from identity.random_tokens import new_token, token_hash
+from identity.rbac import service as rbac
+from identity.revocation import revoke_user_tokens
+from identity.sessions import service as login_sessions
+
+if TYPE_CHECKING:
+    from identity.runtime import Runtime
+
+
+def find_user(session: Session, email: str) -> User:
+    """The account of an email address (in any spelling of it), or NotFound."""
+    address = normalize_email(email)
+    user = user_by_email(session, address)
+    if user is None:
+        raise NotFound(f"no user with email {address}")
+    return user
+
+
+def _actor_user(actor: rbac.Principal | None) -> uuid.UUID | None:
+    return actor.id if actor is not None and actor.kind == "user" else None
+
+
+def set_disabled(
+    session: Session,
+    user: User,
+    disabled: bool,
+    *,
+    access_token_lifetime: int,
+    actor_id: uuid.UUID | None = None,
+    actor: rbac.Principal | None = None,
+    client_id: str | None = None,
+) -> None:
+    """Disable or re-enable an account. Disabling ends every session and every grant at
+    once: cookies, refresh tokens and access tokens all stop working (SESS-04). The last
+    active administrator cannot be disabled (AUTHZ-08)."""
+    rbac.require_outranks(session, actor, user.id)
+    if disabled:
+        with session.begin_nested():  # undone alone when refused: the session stays usable
+            user.disabled_at = user.disabled_at or utcnow()
+            if rbac.is_admin(session, user.id):
+                rbac.ensure_admin_remains(session)
+        login_sessions.end_all(session, user.id)
+        revoke_user_tokens(session, user.id, access_token_lifetime)
+    else:
+        user.disabled_at = None
+    event = "user.disabled" if disabled else "user.enabled"
+    audit.record(
+        session,
+        event,
+        actor_id=actor_id or _actor_user(actor),
+        subject_id=user.id,
+        client_id=client_id,
+    )
+
+
+def delete_user(
+    session: Session,
+    user: User,
+    *,
+    access_token_lifetime: int,
+    actor_id: uuid.UUID | None = None,
+    actor: rbac.Principal | None = None,
+    client_id: str | None = None,
+) -> None:
+    """Delete an account for good. As when it is disabled, its login sessions end and its
+    grants are revoked first: refresh tokens, and the access tokens already issued, which
+    stay refused until they expire (the revocation is kept by user id). Consents, codes and
+    queued mail go with the account (ON DELETE CASCADE); the audit trail keeps its id. The
+    last active administrator cannot be deleted (AUTHZ-08)."""
+    rbac.require_outranks(session, actor, user.id)
+    if rbac.is_admin(session, user.id):
+        with session.begin_nested():  # undone alone when refused: the session stays usable
+            # Counted as gone already: it is, once this transaction commits.
+            user.disabled_at = user.disabled_at or utcnow()
+            rbac.ensure_admin_remains(session)
+    login_sessions.end_all(session, user.id)
+    revoke_user_tokens(session, user.id, access_token_lifetime)
+    audit.record(
+        session,
+        "user.deleted",
+        actor_id=actor_id or _actor_user(actor),
+        subject_id=user.id,
+        client_id=client_id,
+    )
+    session.delete(user)
+    session.flush()
+
+
+UNCHANGED = object()  # update_user: leave the name as it is
+
+
+def update_user(
+    session: Session,
+    user: User,
+    *,
+    name: str | object | None = UNCHANGED,
+    email: str | None = None,
+    email_verified: bool | None = None,
+    actor: rbac.Principal | None = None,
+    client_id: str | None = None,
+) -> list[str]:
+    """An operator's change of the name (None or "" removes it), the email address and
+    whether it is verified; returns the fields that changed.
+
+    The address changes at once, without the confirmation mail a user's own change needs:
+    the operator vouches for it. It counts as unverified unless ``email_verified`` is given
+    too (an unverified account cannot sign in until the new address is verified). An
+    address another account has is a Conflict."""
+    rbac.require_outranks(session, actor, user.id)
+    was_verified = user.is_verified
+    changed: dict[str, object] = {}
+    if name is not UNCHANGED:
+        cleaned = clean_name(name if isinstance(name, str) else None)
+        if cleaned != user.name:
+            user.name = cleaned
+            changed["name"] = True
+    if email is not None:
+        address = normalize_email(email)
+        if address != user.email:
+            if user_by_email(session, address) is not None:
+                raise Conflict(f"a user with email {address} already exists")
+            # That it changed, not the addresses: audit data is also logged (no personal
+            # data in logs beyond ids).
+            changed["email"] = True
+            user.email = address
+            user.email_verified_at = None
+            try:
+                with session.begin_nested():
+                    session.flush()
+            except IntegrityError:  # taken between the check and the flush
+                raise Conflict(f"a user with email {address} already exists") from None
+    if email_verified is not None and email_verified != user.is_verified:
+        user.email_verified_at = utcnow() if email_verified else None
+    if user.is_verified != was_verified:
+        changed["email_verified"] = user.is_verified
+    if changed:
+        user.updated_at = utcnow()  # the profile claims changed
+        session.flush()
+        audit.record(
+            session,
+            "user.updated",
+            actor_id=_actor_user(actor),
+            subject_id=user.id,
+            client_id=client_id,
+            changed=changed,
+        )
+    return sorted(changed)
+
+
+def create_invitation(
+    session: Session,
+    rt: Runtime,
+    *,
+    email: str | None = None,
+    role: str | None = None,
+    lifetime: int | None = None,
+    actor_id: uuid.UUID | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Create a single-use invitation and return its link (the token is shown only here)."""
+    now = now or utcnow()
+    role_row = None
+    if role is not None:
+        (role_row,) = roles_by_names(session, [role])
+    token = new_token()
+    invitation = Invitation(
+        token_hash=token_hash(token),
+        email=normalize_email(email) if email else None,
+        role=role_row,
+        created_by_id=actor_id,
+        created_at=now,
+        expires_at=now + timedelta(seconds=lifetime or rt.settings.invitation_lifetime),
+    )
+    session.add(invitation)
+    session.flush()
+    audit.record(session, "invitation.create", actor_id=actor_id, email=invitation.email, role=role)
+    return f"{rt.settings.issuer}/register?invite={token}"

@@ -1,0 +1,1 @@
+"""The authorization endpoint: /authorize, its checks, request objects, consent."""

@@ -1,0 +1,1 @@
+"""Clients: the client store and cache, their metadata, authentication and dynamic registration."""

@@ -1,0 +1,1 @@
+"""Connected apps: the consents users gave, and the page to withdraw them."""
