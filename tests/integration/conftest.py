@@ -35,6 +35,7 @@ from tests.conftest import TEST_DATABASE_URL, create_database, csrf_token, drop_
 BIN = Path(sys.executable).parent
 IDENTITY = str(BIN / "identity")
 START_TIMEOUT = 30.0
+WORKERS = 2  # every server the harness starts: `identity serve --workers 2`
 STOP_TIMEOUT = 40.0  # gunicorn's graceful_timeout is 30 s
 
 
@@ -127,14 +128,25 @@ class Server:
                 bad.append(line)
         return bad
 
-    def wait_ready(self) -> None:
+    def workers_started(self) -> int:
+        """How many workers granian says serve (``Started worker-N``, one line each)."""
+        return len(re.findall(r'"msg": "Started worker-\d+"', self.log()))
+
+    def wait_ready(self, workers: int = WORKERS) -> None:
+        """/readyz answers and every worker serves.
+
+        One worker's answer is not enough: the other may still be loading the app, and a
+        test that signals the server then would test the start-up instead of what it means
+        to (test_sigterm_while_the_workers_load_the_app tests that moment on purpose).
+        """
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             code = self.process.poll()
             if code is not None:
                 raise AssertionError(f"server exited {code} while starting:\n{self.log()}")
             try:
-                if requests.get(self.url + "/readyz", timeout=5).status_code == 200:
+                ready = requests.get(self.url + "/readyz", timeout=5).status_code == 200
+                if ready and self.workers_started() >= workers:
                     return
             except (requests.ConnectionError, requests.Timeout):
                 pass  # not listening yet, or no worker up yet to answer
@@ -208,7 +220,16 @@ class Harness:
         log_path = instance.path / f"server-{port}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
-                [IDENTITY, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+                [
+                    IDENTITY,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(WORKERS),
+                ],
                 env={**instance.env, "IDENTITY_ISSUER": url, **env},
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     IDENTITY,
     START_TIMEOUT,
     STOP_TIMEOUT,
+    WORKERS,
     Harness,
     Instance,
     Server,
@@ -230,6 +231,11 @@ def test_db_commands_downgrade_and_upgrade(identity_factory: Harness) -> None:
     assert instance.cli("db", "current").stdout.strip().endswith("(head)")
 
 
+def workers_stopping(server: Server) -> int:
+    """How many workers began their graceful stop (``Stopping worker-N``, one line each)."""
+    return len(re.findall(r'"msg": "Stopping worker-\d+"', server.log()))
+
+
 def not_answering(url: str) -> bool:
     """Whether a new request goes unanswered (the server stopped accepting work)."""
     try:
@@ -280,7 +286,13 @@ def test_sigterm_lets_an_in_flight_request_finish(identity_factory: Harness) -> 
     with request_waiting_for_its_body(server) as connection:
         connection.sendall(FORM[:10])
         server.process.send_signal(signal.SIGTERM)
-        wait_for(lambda: not_answering(server.url), what="the server to stop answering")
+        # Every worker took the stop (granian logs it as it begins), so no new request is
+        # served from now on, and the one in flight is still waiting for its body.
+        try:
+            wait_for(lambda: workers_stopping(server) >= WORKERS, what="the workers to stop")
+        except AssertionError as error:
+            raise AssertionError(f"{error}:\n{server.log()}") from None
+        assert not_answering(server.url), server.log()
         answer = finish(connection, FORM[10:])
     assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]  # no CSRF token: a full answer
     assert server.stop() == 0
