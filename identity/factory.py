@@ -9,8 +9,11 @@ from typing import Any
 from flask import Flask
 
 from identity import api, health, paths
+from identity.accounts import factors
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
+from identity.auth.recovery import RecoveryCodes
+from identity.auth.totp import TotpService
 from identity.changes import ChangeFeed, ChangeListener
 from identity.database import configure_sqlite, engine_options, ensure_sqlite_folder
 from identity.errors import register_error_handlers
@@ -111,6 +114,8 @@ def build_runtime(settings: Settings) -> Runtime:
         jwks_cache=JwksCache(allow_private=settings.allow_private_jwks_uri),
         changes=feed,
         rbac=rbac,
+        totp=TotpService(secret_key, settings.issuer),
+        recovery_codes=RecoveryCodes(secret_key),
     )
 
 
@@ -175,6 +180,7 @@ def setup_oauth(app: Flask, settings: Settings) -> None:
 def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(factors.bp)
     app.register_blueprint(authorize_views.bp)
     app.register_blueprint(token_views.bp)
     app.register_blueprint(oidc_views.bp)

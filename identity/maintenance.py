@@ -2,9 +2,10 @@
 
 Only rows that can no longer matter are removed: codes a day after they expired, refresh
 tokens after their family ended, revocations after the tokens they cover expired, finished
-pending requests and device codes, used assertion ids, ended login sessions, stale sign-in
-throttles. Grants, consents and the audit trail are never touched. Safe to run anywhere,
-any number of times, on every instance at once.
+pending requests, sign-ins that waited for a second factor too long, device codes, used
+assertion ids, ended login sessions, stale sign-in throttles. Grants, consents and the
+audit trail are never touched. Safe to run anywhere, any number of times, on every
+instance at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from identity.database import rowcount
 from identity.models.base import utcnow
+from identity.models.mfa import PendingAuthentication
 from identity.models.oauth import (
     AuthorizationCode,
     DeviceAuthorization,
@@ -50,6 +52,9 @@ def purge(
         "token_revocations": delete(TokenRevocation).where(TokenRevocation.expires_at < now),
         "pending_authorizations": delete(PendingAuthorization).where(
             PendingAuthorization.expires_at < now
+        ),
+        "pending_authentications": delete(PendingAuthentication).where(
+            PendingAuthentication.expires_at < now
         ),
         "device_authorizations": delete(DeviceAuthorization).where(
             DeviceAuthorization.expires_at < now - GRACE

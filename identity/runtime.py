@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     # Types only: the services import this module for ``runtime()``, and the composition
     # root (identity.factory.build_runtime) builds the objects.
     from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
+    from identity.auth.recovery import RecoveryCodes
+    from identity.auth.totp import TotpService
     from identity.changes import ChangeFeed
     from identity.links import LinkSigner
     from identity.mail import Mailer
@@ -40,6 +42,8 @@ class Runtime:
     jwks_cache: JwksCache  # clients' fetched jwks_uri documents
     changes: ChangeFeed  # kept current by a listener thread in each serving worker
     rbac: SnapshotCache  # the policy snapshot (roles, groups, assignments)
+    totp: TotpService  # authenticator apps (seeds sealed under the server secret)
+    recovery_codes: RecoveryCodes
 
 
 def runtime() -> Runtime:

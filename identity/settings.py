@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     login_throttle_max_delay: int = Field(
         900, ge=1, description="Longest delay, in seconds, between sign-in attempts."
     )
+    mfa_required: bool = Field(
+        False,
+        description="Every user must sign in with a second factor; one without it sets up "
+        "an authenticator app at the next sign-in, and cannot remove the last one.",
+    )
     trusted_proxies: int = Field(
         0,
         ge=0,

@@ -63,3 +63,41 @@ class ChangeEmailForm(FlaskForm):
     current_password = PasswordField(
         "Current password", validators=PASSWORD, render_kw={"autocomplete": "current-password"}
     )
+
+
+# A code from an authenticator app, or a recovery code ("abcde-23456"); spaces are ignored.
+CODE = [DataRequired(), Length(max=32)]
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        "Code",
+        validators=CODE,
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "spellcheck": "false"},
+    )
+    next = HiddenField()
+
+
+class RecoveryCodeForm(FlaskForm):
+    code = StringField(
+        "Recovery code",
+        validators=CODE,
+        render_kw={"autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"},
+    )
+    next = HiddenField()
+
+
+class EnrolTotpForm(FlaskForm):
+    code = StringField(
+        "Code from the app",
+        validators=CODE,
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "spellcheck": "false"},
+    )
+
+
+class PasswordConfirmForm(FlaskForm):
+    """A sensitive change confirmed with the current password."""
+
+    current_password = PasswordField(
+        "Current password", validators=PASSWORD, render_kw={"autocomplete": "current-password"}
+    )

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from werkzeug.wrappers import Response as BaseResponse
 
 from identity import audit
+from identity.accounts.factors import continue_sign_in
 from identity.accounts.forms import (
     ChangeEmailForm,
     ChangePasswordForm,
@@ -134,8 +135,11 @@ def sign_in_page() -> ResponseReturnValue:
             return page, 429, {"Retry-After": str(result.retry_after)}
         return render_template("accounts/sign_in.html", form=form, error=SIGN_IN_FAILED), 200
 
-    sign_in(result.user, amr=["pwd"])
-    response = see_other_url(safe_next(form.next.data, url_for("accounts.account")))
+    next_url = safe_next(form.next.data, url_for("accounts.account"))
+    response = continue_sign_in(result.user, ["pwd"], next_url)
+    if response is None:  # no second factor to ask for: signed in
+        sign_in(result.user, amr=["pwd"])
+        response = see_other_url(next_url)
     settings = runtime().settings
     response.set_cookie(
         device_cookie_name(),

@@ -4,6 +4,7 @@ from identity.models.audit import AuditEvent, AuditHead
 from identity.models.base import Base
 from identity.models.change import ChangeGeneration
 from identity.models.mail import OutboundMail
+from identity.models.mfa import PendingAuthentication, RecoveryCode, TotpCredential
 from identity.models.oauth import (
     AuthorizationCode,
     Client,
@@ -42,12 +43,15 @@ __all__ = [
     "LoginSession",
     "LoginThrottle",
     "OutboundMail",
+    "PendingAuthentication",
     "PendingAuthorization",
+    "RecoveryCode",
     "RefreshToken",
     "Role",
     "RoleAssignment",
     "SigningKey",
     "TokenRevocation",
+    "TotpCredential",
     "UsedJti",
     "User",
     "group_members",

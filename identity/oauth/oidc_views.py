@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from identity.auth.methods import ACRS
 from identity.errors import NO_STORE, json_error, machine_facing
 from identity.extensions import csrf, db
 from identity.models.user import User
@@ -17,7 +18,6 @@ from identity.oauth.clients.metadata import AUTH_METHODS, GRANT_TYPES
 from identity.oauth.scopes import CLAIMS_SUPPORTED, KNOWN_SCOPES, released_claims
 from identity.rbac.access import serves
 from identity.runtime import runtime
-from identity.sessions import ACR_ONE_FACTOR
 
 bp = serves(
     machine_facing(Blueprint("oidc", __name__)),
@@ -70,7 +70,7 @@ def metadata() -> dict[str, Any]:
         "require_pushed_authorization_requests": False,
         "authorization_response_iss_parameter_supported": True,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "acr_values_supported": [ACR_ONE_FACTOR],
+        "acr_values_supported": list(ACRS),
         "display_values_supported": ["page", "popup", "touch"],
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from flask import Flask, Request, Response, g, redirect, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
+from identity.auth.methods import acr_for
 from identity.extensions import db
 from identity.models.session import LoginSession
 from identity.models.user import User
@@ -21,17 +22,6 @@ from identity.sessions import service
 from identity.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# Authentication context classes (OIDC Core 2 ``acr``): one factor, or two.
-ACR_ONE_FACTOR = "urn:identity:loa:1fa"
-ACR_TWO_FACTORS = "urn:identity:loa:2fa"
-TWO_FACTORS = 2
-
-
-def acr_for(amr: list[str]) -> str:
-    """Two different RFC 8176 methods (e.g. pwd + otp) make a two-factor sign-in."""
-    return ACR_TWO_FACTORS if len(set(amr)) >= TWO_FACTORS else ACR_ONE_FACTOR
 
 
 def cookie_name(settings: Settings) -> str:

@@ -369,7 +369,7 @@ def test_a_password_sign_in_is_recorded_as_one_factor(app, user):
     """The session records amr ["pwd"] and the one-factor acr; two different methods (a
     password and a one-time code) would make it two-factor, the same method twice would
     not."""
-    from identity.sessions import ACR_ONE_FACTOR, ACR_TWO_FACTORS, acr_for
+    from identity.auth.methods import ACR_ONE_FACTOR, ACR_TWO_FACTORS, acr_for
 
     assert acr_for(["pwd"]) == ACR_ONE_FACTOR == "urn:identity:loa:1fa"
     assert acr_for(["pwd", "pwd"]) == ACR_ONE_FACTOR

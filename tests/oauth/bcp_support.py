@@ -54,9 +54,10 @@ def signed_in_browser(app: Flask, *, via_form: bool = False) -> FlaskClient:
         response = sign_in(browser)
         assert response.status_code == 303, response.data
         return browser
+    from identity.auth.methods import acr_for
     from identity.extensions import db
     from identity.models.user import User
-    from identity.sessions import acr_for, cookie_name, policy, service
+    from identity.sessions import cookie_name, policy, service
 
     settings = app.extensions["identity"].settings
     with app.app_context():

@@ -1,0 +1,135 @@
+"""A user's second factors: what they have, adding and removing them, the second step.
+
+Each change is audited and the user is told by mail (a factor added or removed, a recovery
+code used), so a change they did not make does not go unnoticed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from identity import audit
+from identity.auth import pending
+from identity.auth.methods import RECOVERY_CODE, TOTP, Method
+from identity.auth.totp import Check, Enrolment, Outcome
+from identity.models.mfa import PendingAuthentication
+from identity.models.user import User
+from identity.runtime import Runtime
+
+MAX_PASSWORD = 4096
+
+
+class PolicyRefusal(Exception):
+    """The change would leave the user without a factor that policy requires."""
+
+
+@dataclass
+class Overview:
+    totp: bool
+    recovery_codes_left: int
+    methods: list[Method] = field(default_factory=list)
+
+    @property
+    def enrolled(self) -> bool:
+        return self.totp
+
+
+class Factors:
+    def __init__(self, session: Session, rt: Runtime) -> None:
+        self.session = session
+        self.rt = rt
+
+    def overview(self, user: User) -> Overview:
+        totp = self.rt.totp.confirmed(self.session, user) is not None
+        left = self.rt.recovery_codes.remaining(self.session, user) if totp else 0
+        methods = [TOTP, RECOVERY_CODE] if totp else []
+        return Overview(totp, left, methods)
+
+    def has_second_factor(self, user: User) -> bool:
+        return self.rt.totp.confirmed(self.session, user) is not None
+
+    def password_is(self, user: User, password: str) -> bool:
+        """Re-authentication for a sensitive change."""
+        if len(password) > MAX_PASSWORD:
+            return False
+        return self.rt.hasher.verify(user.password_hash, password)
+
+    # Authenticator app -----------------------------------------------------------------
+
+    def begin_totp(self, user: User) -> Enrolment:
+        return self.rt.totp.begin(self.session, user)
+
+    def confirm_totp(self, user: User, code: str) -> list[str] | None:
+        """Count the app from now on; returns a first set of recovery codes (shown once),
+        or None when the code is not the app's current one."""
+        if not self.rt.totp.confirm(self.session, user, code):
+            audit.record(
+                self.session, "mfa.totp_enrolment_failed", outcome="failure", subject_id=user.id
+            )
+            return None
+        codes = self.rt.recovery_codes.generate(self.session, user)
+        audit.record(self.session, "mfa.totp_enrolled", actor_id=user.id, subject_id=user.id)
+        self._mail(user, "factor_added", method=TOTP.label)
+        return codes
+
+    def remove_totp(self, user: User, *, actor: User | None = None) -> bool:
+        """Remove the app and the recovery codes with it; ``actor``: an admin doing it."""
+        if self.rt.settings.mfa_required and actor is None:
+            raise PolicyRefusal("A second factor is required here: set up another one first.")
+        removed = self.rt.totp.remove(self.session, user)
+        self.rt.recovery_codes.remove(self.session, user)
+        # Sign-ins waiting for the removed factor start over.
+        pending.end_for_user(self.session, user)
+        if removed:
+            actor_id = (actor or user).id
+            audit.record(self.session, "mfa.totp_removed", actor_id=actor_id, subject_id=user.id)
+            self._mail(user, "factor_removed", method=TOTP.label)
+        return removed
+
+    def regenerate_recovery_codes(self, user: User) -> list[str] | None:
+        if not self.has_second_factor(user):
+            return None
+        codes = self.rt.recovery_codes.generate(self.session, user)
+        audit.record(
+            self.session, "mfa.recovery_codes_generated", actor_id=user.id, subject_id=user.id
+        )
+        return codes
+
+    # The second step of a sign-in --------------------------------------------------------
+
+    def verify_totp(self, record: PendingAuthentication, user: User, code: str) -> Check:
+        check = self.rt.totp.verify(self.session, user, code)
+        self._audit_step(user, TOTP, check.outcome)
+        return check
+
+    def use_recovery_code(self, record: PendingAuthentication, user: User, code: str) -> bool:
+        used = self.rt.recovery_codes.use(self.session, user, code)
+        self._audit_step(user, RECOVERY_CODE, Outcome.OK if used else Outcome.WRONG)
+        if used:
+            left = self.rt.recovery_codes.remaining(self.session, user)
+            self._mail(user, "recovery_code_used", left=left)
+        return used
+
+    def _audit_step(self, user: User, method: Method, outcome: Outcome) -> None:
+        audit.record(
+            self.session,
+            "user.second_factor",
+            outcome="success" if outcome == Outcome.OK else "failure",
+            actor_id=user.id,
+            subject_id=user.id,
+            method=method.name,
+            reason=None if outcome == Outcome.OK else str(outcome),
+        )
+
+    def _mail(self, user: User, template: str, **context: object) -> None:
+        self.rt.mailer.send_template(
+            self.session,
+            user.email,
+            template,
+            user_id=user.id,
+            user=user,
+            issuer=self.rt.settings.issuer,
+            **context,
+        )

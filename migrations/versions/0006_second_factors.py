@@ -1,0 +1,76 @@
+"""second factors: authenticator apps (TOTP), recovery codes, sign-ins waiting for a step
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-30 04:00:00
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def _user_fk(table: str) -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["user_id"], ["users.id"], name=op.f(f"fk_{table}_user_id_users"), ondelete="CASCADE"
+    )
+
+
+def upgrade() -> None:
+    op.create_table(
+        "totp_credentials",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("sealed_secret", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_step", sa.BigInteger(), nullable=True),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("blocked_until", sa.DateTime(timezone=True), nullable=True),
+        _user_fk("totp_credentials"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_totp_credentials")),
+        sa.UniqueConstraint("user_id", name=op.f("uq_totp_credentials_user_id")),
+    )
+    op.create_table(
+        "recovery_codes",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        _user_fk("recovery_codes"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_recovery_codes")),
+        sa.UniqueConstraint("code_hash", name=op.f("uq_recovery_codes_code_hash")),
+    )
+    op.create_index(op.f("ix_recovery_codes_user_id"), "recovery_codes", ["user_id"])
+    op.create_table(
+        "pending_authentications",
+        sa.Column("id_hash", sa.String(length=64), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("amr", sa.JSON(), nullable=False),
+        sa.Column("next_url", sa.String(length=2000), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        _user_fk("pending_authentications"),
+        sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_pending_authentications")),
+    )
+    op.create_index(
+        op.f("ix_pending_authentications_user_id"), "pending_authentications", ["user_id"]
+    )
+    op.create_index(
+        op.f("ix_pending_authentications_expires_at"), "pending_authentications", ["expires_at"]
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("pending_authentications")
+    op.drop_table("recovery_codes")
+    op.drop_table("totp_credentials")
