@@ -73,7 +73,9 @@ def enrolled(signed_in: FlaskClient, clock: Any) -> tuple[FlaskClient, pyotp.TOT
     return signed_in, totp, codes
 
 
-def test_MFA_01_enrolment_needs_a_confirming_code(signed_in: FlaskClient, mailbox: Mailbox) -> None:
+def test_AUTH_23_enrolment_needs_a_confirming_code(
+    signed_in: FlaskClient, mailbox: Mailbox
+) -> None:
     page = signed_in.get("/account/security/authenticator")
     assert "<svg" in page.text and "otpauth" not in page.text  # the QR code drawn here
     wrong = signed_in.post(
@@ -89,7 +91,7 @@ def test_MFA_01_enrolment_needs_a_confirming_code(signed_in: FlaskClient, mailbo
     )
 
 
-def test_MFA_02_sign_in_asks_for_the_code_and_nothing_counts_before(
+def test_AUTH_26_sign_in_asks_for_the_code_and_nothing_counts_before(
     app: Flask, enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], clock: Any
 ) -> None:
     client, totp, _ = enrolled
@@ -106,10 +108,12 @@ def test_MFA_02_sign_in_asks_for_the_code_and_nothing_counts_before(
     assert sessions[0].acr == "urn:identity:loa:2fa"
 
 
-def test_MFA_03_a_code_is_taken_once_and_one_step_of_drift(
+def test_AUTH_20_a_code_is_taken_once(
     enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]],
     clock: Any,
 ) -> None:
+    """A code from one step back still works (clock drift, AUTH-21); used, it and every
+    older one are refused."""
     client, totp, _ = enrolled
     now = T0 + timedelta(minutes=5)
     clock.move_to(now)
@@ -124,7 +128,7 @@ def test_MFA_03_a_code_is_taken_once_and_one_step_of_drift(
     assert second_step(client, totp.at(now)).status_code == 303
 
 
-def test_MFA_04_wrong_codes_are_throttled_apart_from_passwords(
+def test_AUTH_22_wrong_codes_are_throttled_apart_from_passwords(
     enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]],
     clock: Any,
 ) -> None:
@@ -144,7 +148,7 @@ def test_MFA_04_wrong_codes_are_throttled_apart_from_passwords(
     assert second_step(client, totp.now()).status_code == 303
 
 
-def test_MFA_05_recovery_code_signs_in_once_and_tells_the_user(
+def test_AUTH_24_recovery_code_signs_in_once_and_tells_the_user(
     app: Flask, enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], mailbox: Mailbox
 ) -> None:
     client, _, codes = enrolled
@@ -171,9 +175,10 @@ def test_MFA_05_recovery_code_signs_in_once_and_tells_the_user(
     assert events.count(("user.second_factor", "success")) == 2  # codes[0], then codes[1]
 
 
-def test_MFA_06_new_recovery_codes_void_the_old_ones(
+def test_AUTH_24_new_recovery_codes_void_the_old_ones(
     enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]],
 ) -> None:
+    """New codes need the current password (AUTH-25), and the old ones stop working."""
     client, totp, codes = enrolled
     sign_in(client)
     second_step(client, totp.now())
@@ -188,7 +193,7 @@ def test_MFA_06_new_recovery_codes_void_the_old_ones(
     assert second_step(client, fresh[0], "/sign-in/recovery-code").status_code == 303
 
 
-def test_MFA_07_removing_the_app_needs_the_password_and_is_mailed(
+def test_AUTH_25_removing_the_app_needs_the_password_and_is_mailed(
     enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], mailbox: Mailbox
 ) -> None:
     client, totp, _ = enrolled
@@ -206,7 +211,7 @@ def test_MFA_07_removing_the_app_needs_the_password_and_is_mailed(
     assert answer.location == "/account"  # one step again
 
 
-def test_MFA_08_seed_sealed_at_rest(app: Flask, signed_in: FlaskClient) -> None:
+def test_AUTH_23_seed_sealed_at_rest_and_codes_hashed(app: Flask, signed_in: FlaskClient) -> None:
     totp, _ = enrol(signed_in)
     from identity.extensions import db
     from identity.models.mfa import RecoveryCode, TotpCredential
@@ -218,7 +223,7 @@ def test_MFA_08_seed_sealed_at_rest(app: Flask, signed_in: FlaskClient) -> None:
     assert len(hashes) == 10 and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes)
 
 
-def test_MFA_09_pending_sign_in_expires(
+def test_AUTH_26_pending_sign_in_expires(
     enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], clock: Any
 ) -> None:
     client, totp, _ = enrolled
@@ -233,7 +238,7 @@ def test_MFA_09_pending_sign_in_expires(
     assert not signed_in_as(client)
 
 
-def test_MFA_10_policy_leads_a_user_without_a_factor_through_set_up(
+def test_mfa_policy_leads_a_user_without_a_factor_through_set_up(
     app_factory: Any, mailbox: Mailbox
 ) -> None:
     from tests.functional.conftest import add_user
@@ -261,5 +266,34 @@ def test_MFA_10_policy_leads_a_user_without_a_factor_through_set_up(
     assert "On:" in client.get("/account/security").text
 
 
-def test_MFA_11_sign_in_without_a_factor_stays_one_step(app: Flask, signed_in: FlaskClient) -> None:
+def test_sign_in_without_a_factor_stays_one_step(app: Flask, signed_in: FlaskClient) -> None:
     assert [s.amr for s in login_session(app)] == [["pwd"]]
+
+
+def test_AUTH_21_codes_two_steps_away_are_refused(
+    enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], clock: Any
+) -> None:
+    client, totp, _ = enrolled
+    now = T0 + timedelta(minutes=15)
+    clock.move_to(now)
+    sign_in(client)
+    assert second_step(client, totp.at(now - timedelta(seconds=60))).status_code == 400
+    assert second_step(client, totp.at(now + timedelta(seconds=60))).status_code == 400
+    assert second_step(client, totp.at(now + timedelta(seconds=30))).status_code == 303
+
+
+def test_AUTH_15_a_password_reset_ends_in_the_second_step(
+    enrolled: tuple[FlaskClient, pyotp.TOTP, list[str]], mailbox: Mailbox, clock: Any
+) -> None:
+    client, totp, _ = enrolled
+    form_post(client, "/forgot-password", {"email": "alice@example.org"})
+    link = mailbox.last_link("alice@example.org")
+    new_password = "a brand new passphrase 42"
+    answer = form_post(client, link, {"password": new_password})
+    assert answer.status_code == 303
+    assert not signed_in_as(client)
+    answer = sign_in(client, password=new_password)
+    assert answer.location.startswith("/sign-in/second-factor")
+    assert not signed_in_as(client)
+    assert second_step(client, totp.now()).status_code == 303
+    assert signed_in_as(client)
