@@ -41,6 +41,7 @@ from identity.models.mfa import PendingAuthentication
 from identity.models.user import User
 from identity.rbac.access import serves
 from identity.runtime import runtime
+from identity.security import safe_next
 from identity.sessions import current_user, login_required, sign_in
 
 bp = serves(
@@ -208,6 +209,19 @@ def set_up() -> ResponseReturnValue:
     if record is None or user is None or factors().has_second_factor(user):
         return _start_over()
     return _enrol(user, during_sign_in=record)
+
+
+@bp.get("/sign-in/step-up", endpoint="step_up")
+@login_required
+def step_up() -> ResponseReturnValue:
+    """A client asked for more than this session's sign-in reached (acr_values): the
+    second factor now, for the user already signed in. The session carries on (same
+    ``sid``) with both steps in its ``amr``."""
+    user = current_user()
+    assert user is not None
+    next_url = safe_next(request.args.get("next"), url_for("accounts.account"))
+    follow = continue_sign_in(user, list(g.login_session.amr), next_url)
+    return follow or redirect(next_url)
 
 
 # The security page -----------------------------------------------------------------

@@ -16,11 +16,16 @@ from typing import Any
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
+from identity.auth.methods import ACRS, satisfies
 from identity.database import rowcount
 from identity.extensions import db
 from identity.models.base import utcnow
@@ -132,6 +137,10 @@ class Authorization:
     prompts: set[str] = field(default_factory=set)
     max_age: int | None = None
     id_token_hint_sub: str | None = None
+    # The ACR to reach (acr_values, or claims.id_token.acr), and the weakest one the
+    # client accepts when it made acr essential (None: it takes what the sign-in reached).
+    acr: str | None = None
+    acr_floor: str | None = None
 
     @property
     def params(self) -> dict[str, str]:
@@ -262,6 +271,35 @@ def redirectable(
     return error
 
 
+class UnmetAuthenticationRequirementsError(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0: the client made an ACR
+    essential that this sign-in cannot reach (the user has no second factor)."""
+
+    error = "unmet_authentication_requirements"
+
+
+def read_acr_claim(authz: Authorization, id_token_claims: dict[str, Any]) -> None:
+    """claims={"id_token": {"acr": {"essential": true, "values": [...]}}} (OIDC Core 5.5.1.1)."""
+    request = id_token_claims.get("acr")
+    if not isinstance(request, dict):
+        return
+    values = request.get("values")
+    if not isinstance(values, list):
+        values = [request["value"]] if isinstance(request.get("value"), str) else []
+    known = [v for v in values if isinstance(v, str) and v in ACRS]
+    if values and not known and request.get("essential") is True:
+        raise redirectable(
+            UnmetAuthenticationRequirementsError("None of the requested acr values is offered."),
+            authz.redirect_uri,
+            authz.response_mode,
+            authz.state,
+        )
+    if known:
+        authz.acr = known[0]
+        if request.get("essential") is True:
+            authz.acr_floor = min(known, key=ACRS.index)
+
+
 def check_openid_parameters(authz: Authorization) -> None:
     """OpenID Connect Core 3.1.2.1 parameters Authlib leaves to us."""
     data = authz.params
@@ -291,6 +329,11 @@ def check_openid_parameters(authz: Authorization) -> None:
         ):
             raise InvalidRequestError("claims must be a JSON object of objects.")
         authz.request.claims_request = permitted_claims_request(claims, authz.client.scopes)
+        read_acr_claim(authz, claims.get("id_token") or {})
+    if authz.acr is None:
+        # acr_values: voluntary, in order of preference; values we do not know are skipped.
+        known = [v for v in (data.get("acr_values") or "").split() if v in ACRS]
+        authz.acr = known[0] if known else None
     hint = data.get("id_token_hint")
     if hint:
         claims = runtime().tokens.verify_jwt(db.session(), hint, typ="JWT", check_exp=False)
@@ -306,7 +349,7 @@ def check_openid_parameters(authz: Authorization) -> None:
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # "login", "consent" or "issue"
+    action: str  # "login", "step_up" (a second factor first), "consent" or "issue"
 
 
 def decide(
@@ -326,6 +369,20 @@ def decide(
             )
         return Decision("login")
     assert login is not None
+    if authz.acr is not None and not satisfies(login.acr, authz.acr):
+        if runtime().totp.confirmed(session, login.user) is not None:
+            if "none" in authz.prompts:
+                raise redirectable(
+                    InteractionRequiredError(), authz.redirect_uri, authz.response_mode, authz.state
+                )
+            return Decision("step_up")
+        if authz.acr_floor is not None and not satisfies(login.acr, authz.acr_floor):
+            raise redirectable(
+                UnmetAuthenticationRequirementsError("The user has no second factor."),
+                authz.redirect_uri,
+                authz.response_mode,
+                authz.state,
+            )
     if needs_consent(session, authz, login.user):
         if "none" in authz.prompts:
             raise redirectable(

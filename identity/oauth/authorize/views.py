@@ -88,10 +88,14 @@ def run(
             return error_page(error.description or error.error)
         return answer_error(error, params, pending_token)
 
-    if decision.action in ("login", "consent"):
+    if decision.action in ("login", "step_up", "consent"):
         token = pending_token or keep_pending(flow.save_pending(db.session(), authz))
         if decision.action == "login":
             return sign_in_first(token, authz.params.get("login_hint", ""))
+        if decision.action == "step_up":  # signed in, but the client asks for more
+            return redirect(
+                url_for("factors.step_up", next=url_for("oauth.resume", request_id=token))
+            )
         form = ConsentForm(request_id=token)
         allow_form_target(authz.redirect_uri)  # both answers redirect to the client
         claims = sorted(flow.requested_claims(authz))  # for UserInfo or the ID token
