@@ -1,0 +1,166 @@
+"""Second factors in real Chromium: setting up an authenticator app from the security page,
+signing in to a relying party that asks for two factors (acr_values) with a code from it,
+and signing in with a recovery code. The relying party redeems the code and reads the amr
+and acr of the ID token. Every page must log no console error (CSP violations included).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pyotp
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import PASSWORD
+from tests.integration.callback_server import CallbackServer
+from tests.integration.conftest import Harness, Server
+from tests.integration.test_browser_flows import (
+    Client,
+    Tab,
+    arrive,
+    assert_code,
+    authorize_url,
+    browser,
+    fill_sign_in,
+    jwt_claims,
+    new_request,
+    redeem,
+    rp,
+)
+
+pytestmark = pytest.mark.slow
+__all__ = ["browser", "rp"]  # module fixtures shared with the other browser flows
+
+TWO_FACTORS = "urn:identity:loa:2fa"
+
+
+@dataclass(frozen=True)
+class Site:
+    server: Server
+    rp: CallbackServer
+    first: Client
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def redirect_uri(self) -> str:
+        return self.rp.url + "/cb"
+
+
+@pytest.fixture(scope="module")
+def site(module_identity_factory: Harness, rp: CallbackServer) -> Site:
+    instance = module_identity_factory.instance(IDENTITY_RATELIMIT_SIGN_IN="200/minute")
+    instance.cli("init")
+    created = json.loads(
+        instance.cli(
+            "clients", "create", "--name", "Intranet", "--first-party",
+            "--redirect-uri", rp.url + "/cb", "--json",
+        ).stdout
+    )  # fmt: skip
+    client = Client("Intranet", created["client_id"], created["client_secret"])
+    return Site(module_identity_factory.server(instance), rp, client)
+
+
+@pytest.fixture
+def new_tab(browser: Any, site: Site) -> Iterator[Callable[[], Tab]]:
+    tabs: list[Tab] = []
+
+    def open_tab() -> Tab:
+        tab = Tab(browser, site.url)
+        tabs.append(tab)
+        return tab
+
+    yield open_tab
+    for tab in tabs:
+        tab.context.close()
+    for tab in tabs:
+        tab.assert_clean()
+
+
+def away_from_a_step_boundary() -> None:
+    """A code typed in the last moments of its 30-second step may reach the server in the
+    next one: wait for a fresh step instead."""
+    if time.time() % 30 > 26:
+        time.sleep(30 - time.time() % 30 + 0.1)
+
+
+def set_up_authenticator(tab: Tab, site: Site, email: str) -> tuple[pyotp.TOTP, list[str]]:
+    """Sign in with the password, then set up an app from the security page; returns the
+    app (as a pyotp.TOTP from the key shown) and the recovery codes."""
+    page = tab.page
+    page.goto("/sign-in")
+    fill_sign_in(tab, email)
+    expect(page).to_have_url(site.url + "/account")
+    page.get_by_role("link", name="Security and sign-in").click()
+    expect(page.locator("main")).to_contain_text("Off: only your password protects this account.")
+    page.get_by_role("link", name="Set up an authenticator app").click()
+    expect(page.locator(".qr svg")).to_be_visible()
+    secret = page.get_by_test_id("totp-secret").inner_text().replace(" ", "")
+    totp = pyotp.TOTP(secret)
+    away_from_a_step_boundary()
+    # The previous step's code (one step of drift is allowed): the current step's code is
+    # then still unused for the sign-in that follows.
+    page.get_by_label("Code from the app").fill(totp.at(time.time() - 30))
+    page.get_by_role("button", name="Turn on").click()
+    expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
+    codes = page.get_by_test_id("recovery-codes").locator("code").all_inner_texts()
+    assert len(codes) == 10
+    page.get_by_role("link", name="I saved them, back to security").click()
+    expect(page.locator("main")).to_contain_text("On: signing in asks for a code")
+    page.context.clear_cookies()  # a new visit: signed out
+    return totp, codes
+
+
+def test_totp_sign_in_to_a_client_asking_for_two_factors(
+    new_tab: Callable[[], Tab], site: Site, module_identity_factory: Harness
+) -> None:
+    email = "tess@example.org"
+    site.server.instance.create_user(email, PASSWORD)
+    tab = new_tab()
+    totp, _ = set_up_authenticator(tab, site, email)
+
+    auth = new_request(site, site.first, acr_values=TWO_FACTORS)  # type: ignore[arg-type]
+    tab.page.goto(authorize_url(auth))
+    fill_sign_in(tab, email)
+    expect(tab.page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    away_from_a_step_boundary()
+    tab.page.get_by_label("Code").fill(totp.now())
+    tab.page.get_by_role("button", name="Continue").click()
+    code = assert_code(arrive(tab, site, auth.state), site, auth)  # type: ignore[arg-type]
+    claims = jwt_claims(redeem(site, auth, code)["id_token"])  # type: ignore[arg-type]
+    assert claims["amr"] == ["pwd", "otp"]
+    assert claims["acr"] == TWO_FACTORS
+
+
+def test_recovery_code_sign_in(
+    new_tab: Callable[[], Tab], site: Site, module_identity_factory: Harness
+) -> None:
+    email = "rex@example.org"
+    site.server.instance.create_user(email, PASSWORD)
+    tab = new_tab()
+    _, codes = set_up_authenticator(tab, site, email)
+
+    auth = new_request(site, site.first)  # type: ignore[arg-type]
+    tab.page.goto(authorize_url(auth))
+    fill_sign_in(tab, email)
+    tab.page.get_by_role("link", name="Use a recovery code instead").click()
+    expect(tab.page.get_by_role("heading", name="Use a recovery code")).to_be_visible()
+    tab.page.get_by_label("Recovery code").fill(codes[3])
+    tab.page.get_by_role("button", name="Continue").click()
+    code = assert_code(arrive(tab, site, auth.state), site, auth)  # type: ignore[arg-type]
+    claims = jwt_claims(redeem(site, auth, code)["id_token"])  # type: ignore[arg-type]
+    assert claims["amr"] == ["pwd", "otp"]
+
+    # The code is spent: the security page counts one fewer.
+    tab.page.goto("/account/security")
+    expect(tab.page.get_by_test_id("recovery-codes-left")).to_have_text(
+        re.compile(r"^9 of 10 unused")
+    )
