@@ -3,6 +3,7 @@
 /sign-in/second-factor          the code from the authenticator app
 /sign-in/recovery-code          or one of the recovery codes
 /sign-in/set-up-authenticator   a user whom policy requires a factor, without one yet
+/sign-in/step-up                a client asks two factors of a password-only session
 /account/security               the user's factors; set up, remove, new recovery codes
 """
 
