@@ -6,6 +6,7 @@ code used), so a change they did not make does not go unnoticed.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
@@ -87,6 +88,27 @@ class Factors:
             audit.record(self.session, "mfa.totp_removed", actor_id=actor_id, subject_id=user.id)
             self._mail(user, "factor_removed", method=TOTP.label)
         return removed
+
+    def reset(
+        self, user: User, *, actor_id: uuid.UUID | None, client_id: str | None = None
+    ) -> bool:
+        """An operator removes every factor of a user who lost them (whatever the policy:
+        where one is required, the user sets up a new one at the next sign-in). The user is
+        told by mail. Returns whether there was anything to remove."""
+        had = self.rt.totp.remove(self.session, user)
+        self.rt.recovery_codes.remove(self.session, user)
+        pending.end_for_user(self.session, user)
+        audit.record(
+            self.session,
+            "mfa.factors_reset",
+            actor_id=actor_id,
+            subject_id=user.id,
+            client_id=client_id,
+            removed=had,
+        )
+        if had:
+            self._mail(user, "factors_reset")
+        return had
 
     def regenerate_recovery_codes(self, user: User) -> list[str] | None:
         if not self.has_second_factor(user):

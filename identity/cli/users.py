@@ -219,6 +219,25 @@ def set_password(email: str, password_stdin: bool) -> None:
         click.echo(password)
 
 
+@users.command("reset-factors")
+@click.argument("email")
+def reset_factors(email: str) -> None:
+    """Remove an account's authenticator app and recovery codes (the user lost them).
+
+    The user is told by mail. Where a second factor is required, they set up a new one at
+    their next sign-in.
+    """
+    from identity.auth.service import Factors
+    from identity.cli.context import command
+
+    with command() as ctx:
+        user = _find(ctx.session, email)
+        had = Factors(ctx.session, ctx.runtime).reset(user, actor_id=None)
+        address = user.email
+        ctx.session.commit()
+    click.echo(f"second factors of {address} {'reset' if had else 'were already none'}")
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     from identity.accounts.management import set_disabled
     from identity.cli.context import command

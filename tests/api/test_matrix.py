@@ -58,6 +58,8 @@ MATRIX = [
     row("GET", "/users/{user_id}/sessions", READERS),
     row("DELETE", "/users/{user_id}/sessions/{session_id}", MANAGERS, 204),
     row("DELETE", "/users/{user_id}/sessions", MANAGERS, 204),
+    row("GET", "/users/{user_id}/factors", DIRECTORY),
+    row("DELETE", "/users/{user_id}/factors", MANAGERS, 204),
     # Clients and the permissions they declare
     row("GET", "/clients", READERS),
     row("POST", "/clients", ADMIN, 201, NEW_CLIENT),
