@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from identity import api, health, paths
-from identity.accounts import factors
+from identity.accounts import factors, session_views
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
 from identity.auth.recovery import RecoveryCodes
@@ -181,6 +181,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(factors.bp)
+    app.register_blueprint(session_views.bp)
     app.register_blueprint(authorize_views.bp)
     app.register_blueprint(token_views.bp)
     app.register_blueprint(oidc_views.bp)

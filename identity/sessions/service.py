@@ -139,13 +139,17 @@ def revoke(
     access_token_lifetime: int,
     actor_id: uuid.UUID | None = None,
     client_id: str | None = None,
+    keep_sid: str | None = None,
 ) -> int:
-    """An administrator ends one session of a user (by its public id; another user's is
-    NotFound), or all of them (``sid`` None), with the grants bound to each, as signing
-    out there would (SESS-06). Audited with who asked; returns how many ended."""
+    """An administrator, or the user, ends one session of a user (by its public id; another
+    user's is NotFound), or all of them (``sid`` None) but ``keep_sid``, with the grants
+    bound to each, as signing out there would (SESS-06). Audited with who asked; returns
+    how many ended."""
     query = select(LoginSession.sid).where(LoginSession.user_id == user_id)
     if sid is not None:
         query = query.where(LoginSession.sid == sid)
+    elif keep_sid is not None:
+        query = query.where(LoginSession.sid != keep_sid)
     sids = list(session.execute(query).scalars())
     if sid is not None and not sids:
         raise NotFound(f"the user has no session {sid!r}")

@@ -164,3 +164,26 @@ def test_recovery_code_sign_in(
     expect(tab.page.get_by_test_id("recovery-codes-left")).to_have_text(
         re.compile(r"^9 of 10 unused")
     )
+
+
+def test_SESS_09_sessions_page_signs_out_another_browser(
+    new_tab: Callable[[], Tab], site: Site
+) -> None:
+    email = "sam@example.org"
+    site.server.instance.create_user(email, PASSWORD)
+    laptop, phone = new_tab(), new_tab()
+    for tab in (laptop, phone):
+        tab.page.goto("/sign-in")
+        fill_sign_in(tab, email)
+        expect(tab.page).to_have_url(site.url + "/account")
+    page = laptop.page
+    page.get_by_role("link", name="Security and sign-in").click()
+    page.get_by_role("link", name="Your sessions").click()
+    sessions = page.get_by_test_id("session")
+    expect(sessions).to_have_count(2)
+    expect(sessions.first).to_contain_text("this browser")
+    sessions.nth(1).get_by_role("button", name="Sign out this browser").click()
+    expect(page.locator("main")).to_contain_text("That browser is signed out.")
+    expect(page.get_by_test_id("session")).to_have_count(1)
+    phone.page.reload()
+    expect(phone.page).to_have_url(re.compile(r"/sign-in\?next="))
