@@ -29,6 +29,7 @@ from identity.rbac import service as rbac
 from identity.revocation import revoke_user_tokens
 from identity.runtime import Runtime
 from identity.sessions import service as login_sessions
+from identity.sessions.devices import describe
 
 VERIFY = "verify-email"
 RESET = "reset-password"
@@ -273,7 +274,15 @@ class Accounts:
 
     # Sign-in -----------------------------------------------------------------------
 
-    def sign_in(self, email: str, password: str, device_cookie: str | None = None) -> SignInResult:
+    def sign_in(
+        self,
+        email: str,
+        password: str,
+        device_cookie: str | None = None,
+        *,
+        user_agent: str | None = None,
+        ip: str | None = None,
+    ) -> SignInResult:
         try:
             email = normalize_email(email)
         except InvalidEmail:
@@ -308,6 +317,11 @@ class Accounts:
 
         if self.rt.hasher.needs_rehash(user.password_hash):
             user.password_hash = self.rt.hasher.hash(password)
+        if not trusted and user.last_sign_in_at is not None:
+            # The right password from a browser that never signed in to this account (the
+            # first sign-in ever is no news): the owner hears of it, second step or not.
+            browser, system = describe(user_agent)
+            self._mail(user, "new_device", browser=browser, system=system, ip=ip or "unknown")
         user.last_sign_in_at = utcnow()
         throttle.clear(self.session, email)
         throttle.clear(self.session, counter)

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
-from ua_parser import parse as parse_user_agent
 
 from identity import audit
 from identity.accounts.forms import ConfirmForm
@@ -26,6 +25,7 @@ from identity.revocation import revoke_user_tokens
 from identity.runtime import runtime
 from identity.sessions import current_user, login_required, policy, sign_out
 from identity.sessions import service as login_sessions
+from identity.sessions.devices import describe
 
 bp = serves(
     Blueprint("my_sessions", __name__),
@@ -44,20 +44,6 @@ class Row:
     last_seen_at: datetime
     two_factors: bool
     current: bool
-
-
-def describe(user_agent: str | None) -> tuple[str, str]:
-    """("Firefox 132", "Windows") from a User-Agent header, in words a person knows."""
-    if not user_agent:
-        return "Unknown browser", "unknown system"
-    parsed = parse_user_agent(user_agent)
-    browser = parsed.user_agent.family if parsed.user_agent else "Unknown browser"
-    if parsed.user_agent and parsed.user_agent.major:
-        browser += f" {parsed.user_agent.major}"
-    system = parsed.os.family if parsed.os else "unknown system"
-    if parsed.device and parsed.device.family not in ("Other", "Generic Smartphone"):
-        system = f"{system}, {parsed.device.family}"
-    return browser, system
 
 
 def row(record: LoginSession, current: LoginSession) -> Row:

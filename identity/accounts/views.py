@@ -36,7 +36,7 @@ from identity.errors import InvalidInput
 from identity.extensions import db, limit
 from identity.rbac.access import serves
 from identity.runtime import runtime
-from identity.security import safe_next
+from identity.security import client_ip, safe_next
 from identity.sessions import current_user, login_required, sign_in, sign_out
 
 bp = serves(
@@ -123,7 +123,11 @@ def sign_in_page() -> ResponseReturnValue:
         return render_template("accounts/sign_in.html", form=form), 400 if form.errors else 200
 
     result = accounts().sign_in(
-        form.email.data or "", form.password.data or "", request.cookies.get(device_cookie_name())
+        form.email.data or "",
+        form.password.data or "",
+        request.cookies.get(device_cookie_name()),
+        user_agent=request.user_agent.string,
+        ip=client_ip(),
     )
     if result.user is None:
         if result.reason == "throttled":

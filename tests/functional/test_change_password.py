@@ -37,10 +37,10 @@ def test_change_password_success(app, signed_in, mailbox):
     assert response.status_code == 303
     assert response.headers["Location"] == "/account"
     assert "Your password has been changed." in signed_in.get("/account").data.decode()
-    assert sign_in(app.test_client(), password=PASSWORD).status_code == 200
-    assert sign_in(app.test_client(), password=NEW).status_code == 303
     # AUTH-13: the owner hears about it.
     assert mailbox.to("alice@example.org")[-1]["Subject"] == "Your password was changed"
+    assert sign_in(app.test_client(), password=PASSWORD).status_code == 200
+    assert sign_in(app.test_client(), password=NEW).status_code == 303
 
 
 def test_AUTH_02_change_password_requires_the_current_password(app, signed_in):

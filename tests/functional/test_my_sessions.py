@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from tests.conftest import csrf_token, sign_in
+from tests.conftest import csrf_token, form_post, sign_in
 
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:132.0) Gecko/20100101 Firefox/132.0"
 IPHONE = (
@@ -108,3 +108,19 @@ def _current_sid(app: Flask, client: FlaskClient) -> set[str]:
         record = db.session.get(LoginSession, token_hash(cookie.value))
         assert record is not None
         return {record.sid}
+
+
+def test_SESS_14_a_new_browser_signing_in_is_mailed(app: Flask, user: Any, mailbox: Any) -> None:
+    """The right password from a browser that never signed in to the account tells the
+    owner (browser, system, address, where to sign it out); a known browser does not, nor
+    does the account's very first sign-in."""
+    laptop = browser(app, FIREFOX)  # the first sign-in ever
+    assert mailbox.to("alice@example.org") == []
+    assert form_post(laptop, "/sign-out", {}).status_code == 303
+    assert sign_in(laptop).status_code == 303  # the same browser again: known
+    assert mailbox.to("alice@example.org") == []
+    browser(app, IPHONE)
+    mails = mailbox.to("alice@example.org")
+    assert [m["Subject"] for m in mails] == ["New sign-in to your account"]
+    body = mails[0].get_content()
+    assert "Mobile Safari 17 on iOS, iPhone" in body and "/account/sessions" in body
