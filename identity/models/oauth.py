@@ -163,6 +163,9 @@ class Consent(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # The last authorization the user gave the app (its refresh tokens say when it last
+    # refreshed): shown on the connected-apps page.
+    last_authorized_at: Mapped[datetime | None]
 
     client: Mapped[Client] = relationship(lazy="joined")
 

@@ -1,4 +1,5 @@
-"""second factors: authenticator apps (TOTP), recovery codes, sign-ins waiting for a step
+"""second factors: authenticator apps (TOTP), recovery codes, sign-ins waiting for a step;
+when each connected app was last authorized
 
 Revision ID: 0006
 Revises: 0005
@@ -70,7 +71,13 @@ def upgrade() -> None:
     )
 
 
+    with op.batch_alter_table("consents") as batch:
+        batch.add_column(sa.Column("last_authorized_at", sa.DateTime(timezone=True), nullable=True))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table("consents") as batch:
+        batch.drop_column("last_authorized_at")
     op.drop_table("pending_authentications")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")

@@ -103,3 +103,25 @@ def test_connected_apps_lists_scopes_like_the_consent_page(make_client, user, cl
     ]
     Flow(client).follow_to_client(consent)
     assert listed(client.get("/account/apps").data) == on_consent
+
+
+def test_connected_apps_say_when_each_app_was_last_used(flow, rp, client):
+    """Last used: the latest authorization, or the latest refresh if that came later."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+
+    first = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    with time_machine.travel(first, tick=False):
+        tokens = _tokens(flow, rp, client)
+        page = client.get("/account/apps").text
+    assert re.search(r'data-testid="last-used">' + first.strftime("%Y-%m-%d %H:%M"), page)
+    later = first + timedelta(minutes=10)
+    with time_machine.travel(later, tick=False):
+        refreshed = token_request(
+            client, rp, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+        )
+        assert refreshed.status_code == 200
+        page = client.get("/account/apps").text
+    assert re.search(r'data-testid="last-used">' + later.strftime("%Y-%m-%d %H:%M"), page)

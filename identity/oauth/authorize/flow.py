@@ -21,7 +21,7 @@ from authlib.oidc.core.errors import (
     InteractionRequiredError,
     LoginRequiredError,
 )
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
@@ -506,6 +506,11 @@ def issue_code(authz: Authorization, user: User, login: LoginSession) -> list[tu
     request.login_session = login
     code = authz.grant.generate_authorization_code()
     authz.grant.save_authorization_code(code, request)
+    db.session.execute(
+        update(Consent)
+        .where(Consent.user_id == user.id, Consent.client_pk == authz.client.pk)
+        .values(last_authorized_at=utcnow())
+    )
     return response_params(authz, [("code", code)])
 
 

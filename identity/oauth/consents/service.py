@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, union
+from sqlalchemy import delete, func, select, union
 from sqlalchemy.orm import Session
 
 from identity import audit
@@ -27,6 +27,7 @@ class ConnectedApp:
     scopes: list[str]
     granted_at: datetime
     client_uri: str | None
+    last_used_at: datetime | None = None
 
 
 def connected_apps(session: Session, user_id: uuid.UUID) -> list[ConnectedApp]:
@@ -35,6 +36,16 @@ def connected_apps(session: Session, user_id: uuid.UUID) -> list[ConnectedApp]:
         .join(Client, Consent.client_pk == Client.id)
         .where(Consent.user_id == user_id)
     ).all()
+    # An app is used when the user authorizes it, and when it refreshes its tokens (each
+    # refresh issues a new refresh token).
+    refreshed = {
+        client_pk: issued_at
+        for client_pk, issued_at in session.execute(
+            select(RefreshToken.client_pk, func.max(RefreshToken.issued_at))
+            .where(RefreshToken.user_id == user_id)
+            .group_by(RefreshToken.client_pk)
+        )
+    }
     return sorted(
         (
             ConnectedApp(
@@ -43,11 +54,17 @@ def connected_apps(session: Session, user_id: uuid.UUID) -> list[ConnectedApp]:
                 list(consent.scopes),
                 consent.updated_at,
                 client.meta.get("client_uri"),
+                _latest(consent.last_authorized_at, refreshed.get(client.id)),
             )
             for consent, client in rows
         ),
         key=lambda app: app.name.lower(),
     )
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    known = [m for m in moments if m is not None]
+    return max(known) if known else None
 
 
 def withdraw(
