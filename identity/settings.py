@@ -168,6 +168,17 @@ class Settings(BaseSettings):
         description="Every user must sign in with a second factor; one without it sets up "
         "an authenticator app at the next sign-in, and cannot remove the last one.",
     )
+    mfa_required_roles: str = Field(
+        "",
+        description="Comma-separated roles whose holders (globally, directly, through a "
+        "group or an inherited role) must use a second factor, as `mfa_required` does for "
+        "everyone. `admin` is a good start.",
+    )
+
+    @property
+    def mfa_roles(self) -> frozenset[str]:
+        return frozenset(r.strip() for r in self.mfa_required_roles.split(",") if r.strip())
+
     trusted_proxies: int = Field(
         0,
         ge=0,

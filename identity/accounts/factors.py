@@ -89,7 +89,7 @@ def continue_sign_in(user: User, amr: list[str], next_url: str) -> BaseResponse 
     service = factors()
     if service.has_second_factor(user):
         endpoint = "factors.second_factor"
-    elif runtime().settings.mfa_required:
+    elif service.required_for(user):
         endpoint = "factors.set_up"
     else:
         return None

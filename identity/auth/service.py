@@ -48,6 +48,18 @@ class Factors:
         methods = [TOTP, RECOVERY_CODE] if totp else []
         return Overview(totp, left, methods)
 
+    def required_for(self, user: User) -> bool:
+        """Whether policy requires this user to use a second factor: everyone's
+        (``mfa_required``), or a role they hold (``mfa_required_roles``)."""
+        settings = self.rt.settings
+        if settings.mfa_required:
+            return True
+        roles = settings.mfa_roles
+        if not roles:
+            return False
+        held = self.rt.rbac.get(self.session).role_names("user", user.id)
+        return not roles.isdisjoint(held)
+
     def has_second_factor(self, user: User) -> bool:
         return self.rt.totp.confirmed(self.session, user) is not None
 
@@ -77,7 +89,7 @@ class Factors:
 
     def remove_totp(self, user: User, *, actor: User | None = None) -> bool:
         """Remove the app and the recovery codes with it; ``actor``: an admin doing it."""
-        if self.rt.settings.mfa_required and actor is None:
+        if actor is None and self.required_for(user):
             raise PolicyRefusal("A second factor is required here: set up another one first.")
         removed = self.rt.totp.remove(self.session, user)
         self.rt.recovery_codes.remove(self.session, user)

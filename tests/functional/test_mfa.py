@@ -297,3 +297,32 @@ def test_AUTH_15_a_password_reset_ends_in_the_second_step(
     assert not signed_in_as(client)
     assert second_step(client, totp.now()).status_code == 303
     assert signed_in_as(client)
+
+
+def test_AUTH_11_holders_of_a_listed_role_must_use_a_second_factor(app_factory: Any) -> None:
+    """IDENTITY_MFA_REQUIRED_ROLES=admin: an administrator without a factor sets one up at
+    sign-in and cannot remove it; a user without the role signs in with the password."""
+    from tests.functional.conftest import add_user
+
+    app = app_factory(mfa_required_roles="admin, auditor")
+    add_user(app, "root@example.org", roles=("admin",))
+    add_user(app, "plain@example.org")
+    admin = app.test_client()
+    assert sign_in(admin, "root@example.org").location.startswith("/sign-in/set-up-authenticator")
+    assert not signed_in_as(admin)
+    plain = app.test_client()
+    assert sign_in(plain, "plain@example.org").location == "/account"
+    # Enrolled, the administrator cannot remove the only factor.
+    page = admin.get("/sign-in/set-up-authenticator")
+    secret = re.search(r'data-testid="totp-secret">([A-Z2-7 ]+)<', page.text)
+    assert secret
+    admin.post(
+        "/sign-in/set-up-authenticator",
+        data={
+            "csrf_token": csrf_token(page.data),
+            "code": pyotp.TOTP(secret.group(1).replace(" ", "")).now(),
+        },
+    )
+    assert signed_in_as(admin)
+    post_security(admin, "/account/security/authenticator/remove", {"current_password": PASSWORD})
+    assert "On:" in admin.get("/account/security").text
