@@ -9,9 +9,10 @@ from typing import Any
 from flask import Flask
 
 from identity import api, health, paths
-from identity.accounts import factors, session_views
+from identity.accounts import factors, passkey_views, session_views
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
+from identity.auth.passkeys import Passkeys
 from identity.auth.recovery import RecoveryCodes
 from identity.auth.totp import TotpService
 from identity.changes import ChangeFeed, ChangeListener
@@ -116,6 +117,7 @@ def build_runtime(settings: Settings) -> Runtime:
         rbac=rbac,
         totp=TotpService(secret_key, settings.issuer),
         recovery_codes=RecoveryCodes(secret_key),
+        passkeys=Passkeys(settings.issuer),
     )
 
 
@@ -182,6 +184,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(factors.bp)
     app.register_blueprint(session_views.bp)
+    app.register_blueprint(passkey_views.bp)
     app.register_blueprint(authorize_views.bp)
     app.register_blueprint(token_views.bp)
     app.register_blueprint(oidc_views.bp)

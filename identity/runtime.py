@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     # Types only: the services import this module for ``runtime()``, and the composition
     # root (identity.factory.build_runtime) builds the objects.
     from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
+    from identity.auth.passkeys import Passkeys
     from identity.auth.recovery import RecoveryCodes
     from identity.auth.totp import TotpService
     from identity.changes import ChangeFeed
@@ -44,6 +45,7 @@ class Runtime:
     rbac: SnapshotCache  # the policy snapshot (roles, groups, assignments)
     totp: TotpService  # authenticator apps (seeds sealed under the server secret)
     recovery_codes: RecoveryCodes
+    passkeys: Passkeys  # WebAuthn, for the issuer's host name and origin
 
 
 def runtime() -> Runtime:

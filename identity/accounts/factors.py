@@ -97,17 +97,20 @@ def continue_sign_in(user: User, amr: list[str], next_url: str) -> BaseResponse 
     # ``next`` rides along only for the CSP of the page (identity.oauth.authorize.views);
     # where the sign-in goes is the record's.
     response = see_other(endpoint, next=next_url)
-    settings = runtime().settings
+    set_pending_cookie(response, token)
+    return response
+
+
+def set_pending_cookie(response: Response | BaseResponse, token: str) -> None:
     response.set_cookie(
         pending_cookie_name(),
         token,
         max_age=int(pending.LIFETIME.total_seconds()),
         path="/",
-        secure=settings.issuer_is_https,
+        secure=runtime().settings.issuer_is_https,
         httponly=True,
         samesite="Lax",
     )
-    return response
 
 
 def _pending() -> PendingAuthentication | None:
@@ -127,16 +130,16 @@ def _clear_pending_cookie(response: Response | BaseResponse) -> None:
     )
 
 
-def _complete(record: PendingAuthentication, user: User, method_amr: str) -> str:
+def complete(record: PendingAuthentication, user: User, amr: list[str]) -> str:
     """Every step done: the login session starts now. Returns where the browser goes."""
     next_url = record.next_url or url_for("accounts.account")
     pending.finish(db.session(), record)
-    sign_in(user, amr=[*record.amr, method_amr])  # the session cookie goes with the answer
+    sign_in(user, amr=[*record.amr, *amr])  # the session cookie goes with the answer
     return next_url
 
 
 def _finish(record: PendingAuthentication, user: User, method_amr: str) -> BaseResponse:
-    response = redirect(_complete(record, user, method_amr), code=303)
+    response = redirect(complete(record, user, [method_amr]), code=303)
     _clear_pending_cookie(response)
     return response
 
@@ -159,20 +162,23 @@ def second_factor() -> ResponseReturnValue:
     form = CodeForm()
     if is_read():
         form.next.data = record.next_url
+    service = factors()
+    methods = {"has_totp": service.has_totp(user), "has_passkey": service.has_passkey(user)}
     if not form.validate_on_submit():
-        page = render_template("accounts/second_factor.html", form=form)
+        page = render_template("accounts/second_factor.html", form=form, **methods)
         return page, 400 if form.errors else 200
-    check = factors().verify_totp(record, user, form.code.data or "")
+    check = service.verify_totp(record, user, form.code.data or "")
     if check.outcome == Outcome.OK:
         return _finish(record, user, TOTP.amr)
     if check.outcome == Outcome.THROTTLED:
         wait = check.retry_after
         message = f"Too many wrong codes. Try again in {wait} second{'s' if wait != 1 else ''}."
-        page = render_template("accounts/second_factor.html", form=form, error=message)
+        page = render_template("accounts/second_factor.html", form=form, error=message, **methods)
         return page, 429, {"Retry-After": str(wait)}
     if not pending.failed_attempt(db.session(), record):
         return _start_over()
-    return render_template("accounts/second_factor.html", form=form, error=TRY_AGAIN), 400
+    page = render_template("accounts/second_factor.html", form=form, error=TRY_AGAIN, **methods)
+    return page, 400
 
 
 @bp.route("/sign-in/recovery-code", methods=["GET", "POST"], endpoint="recovery_code")
@@ -180,7 +186,7 @@ def second_factor() -> ResponseReturnValue:
 def recovery_code() -> ResponseReturnValue:
     record = _pending()
     user = _user_of(record) if record is not None else None
-    if record is None or user is None or not factors().has_second_factor(user):
+    if record is None or user is None or not factors().has_totp(user):
         return _start_over()
     form = RecoveryCodeForm()
     if is_read():
@@ -273,7 +279,7 @@ def _enrol(user: User, during_sign_in: PendingAuthentication | None = None) -> R
     if during_sign_in is None:
         return render_template("accounts/recovery_codes.html", codes=codes, next_url=None)
     # Signed in now; the codes page comes first and links on to where the sign-in was going.
-    next_url = _complete(during_sign_in, user, TOTP.amr)
+    next_url = complete(during_sign_in, user, [TOTP.amr])
     response = make_response(
         render_template("accounts/recovery_codes.html", codes=codes, next_url=next_url)
     )

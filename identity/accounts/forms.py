@@ -101,3 +101,7 @@ class PasswordConfirmForm(FlaskForm):
     current_password = PasswordField(
         "Current password", validators=PASSWORD, render_kw={"autocomplete": "current-password"}
     )
+
+
+class RenameForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])

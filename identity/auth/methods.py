@@ -27,9 +27,14 @@ PASSWORD = Method("password", "pwd", Factor.KNOWLEDGE, "Password")
 TOTP = Method("totp", "otp", Factor.POSSESSION, "Authenticator app")
 # A recovery code stands in for the authenticator app: a one-time code (RFC 8176 "otp").
 RECOVERY_CODE = Method("recovery_code", "otp", Factor.POSSESSION, "Recovery code")
+# A passkey or security key: "hwk" (or "swk" when synced between devices; see
+# identity.auth.passkeys), plus "mfa" when the device verified the user (PIN, biometrics).
+PASSKEY = Method("passkey", "hwk", Factor.POSSESSION, "Passkey or security key")
+SYNCED_PASSKEY = Method("synced_passkey", "swk", Factor.POSSESSION, "Passkey")
 
-METHODS = {method.name: method for method in (PASSWORD, TOTP, RECOVERY_CODE)}
-SECOND_FACTORS = (TOTP, RECOVERY_CODE)
+METHODS = {m.name: m for m in (PASSWORD, TOTP, RECOVERY_CODE, PASSKEY, SYNCED_PASSKEY)}
+SECOND_FACTORS = (TOTP, RECOVERY_CODE, PASSKEY)
+MULTI_FACTOR = "mfa"  # RFC 8176: the method itself was multi-factor
 
 # Authentication context classes (OIDC Core 2 ``acr``): one factor, or two.
 ACR_ONE_FACTOR = "urn:identity:loa:1fa"
@@ -39,7 +44,10 @@ FACTOR_AMR = {method.amr: method.factor for method in METHODS.values()}
 
 
 def acr_for(amr: list[str]) -> str:
-    """Two different kinds of factor (say pwd, then otp) make a two-factor sign-in."""
+    """Two different kinds of factor (say pwd, then otp), or one method that was
+    multi-factor itself (a passkey that verified the user: ``mfa``), make two factors."""
+    if MULTI_FACTOR in amr:
+        return ACR_TWO_FACTORS
     factors = {FACTOR_AMR.get(value) for value in amr} - {None}
     return ACR_TWO_FACTORS if len(factors) >= len(Factor) else ACR_ONE_FACTOR
 

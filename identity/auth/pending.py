@@ -23,15 +23,20 @@ MAX_ATTEMPTS = 5
 
 
 def start(
-    session: Session, user: User, amr: list[str], next_url: str, now: datetime | None = None
+    session: Session,
+    user: User | None,
+    amr: list[str],
+    next_url: str,
+    now: datetime | None = None,
 ) -> str:
-    """Record the steps done; returns the token for the browser's cookie."""
+    """Record the steps done (for a passkey sign-in, none, and nobody known yet); returns
+    the token for the browser's cookie."""
     now = now or utcnow()
     token = new_token()
     session.add(
         PendingAuthentication(
             id_hash=token_hash(token),
-            user_id=user.id,
+            user_id=user.id if user is not None else None,
             amr=list(amr),
             next_url=next_url,
             attempts=0,
@@ -77,3 +82,11 @@ def finish(session: Session, record: PendingAuthentication) -> None:
 def end_for_user(session: Session, user: User) -> None:
     """Every sign-in of the user under way (its factors changed)."""
     session.execute(delete(PendingAuthentication).where(PendingAuthentication.user_id == user.id))
+
+
+def take_challenge(session: Session, record: PendingAuthentication) -> str | None:
+    """The WebAuthn challenge issued to this sign-in, once: an answer is checked against it
+    at most one time."""
+    challenge, record.challenge = record.challenge, None
+    session.flush()
+    return challenge

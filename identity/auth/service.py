@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from identity import audit
 from identity.auth import pending
-from identity.auth.methods import RECOVERY_CODE, TOTP, Method
+from identity.auth.methods import PASSKEY, RECOVERY_CODE, TOTP, Method
+from identity.auth.passkeys import Used
 from identity.auth.totp import Check, Enrolment, Outcome
-from identity.models.mfa import PendingAuthentication
+from identity.models.mfa import PendingAuthentication, WebAuthnCredential
 from identity.models.user import User
 from identity.runtime import Runtime
 
@@ -30,11 +31,11 @@ class PolicyRefusal(Exception):
 class Overview:
     totp: bool
     recovery_codes_left: int
-    methods: list[Method] = field(default_factory=list)
+    passkeys: list[WebAuthnCredential] = field(default_factory=list)
 
     @property
     def enrolled(self) -> bool:
-        return self.totp
+        return self.totp or bool(self.passkeys)
 
 
 class Factors:
@@ -45,8 +46,7 @@ class Factors:
     def overview(self, user: User) -> Overview:
         totp = self.rt.totp.confirmed(self.session, user) is not None
         left = self.rt.recovery_codes.remaining(self.session, user) if totp else 0
-        methods = [TOTP, RECOVERY_CODE] if totp else []
-        return Overview(totp, left, methods)
+        return Overview(totp, left, self.rt.passkeys.of(self.session, user))
 
     def required_for(self, user: User) -> bool:
         """Whether policy requires this user to use a second factor: everyone's
@@ -61,7 +61,13 @@ class Factors:
         return not roles.isdisjoint(held)
 
     def has_second_factor(self, user: User) -> bool:
+        return self.has_totp(user) or self.has_passkey(user)
+
+    def has_totp(self, user: User) -> bool:
         return self.rt.totp.confirmed(self.session, user) is not None
+
+    def has_passkey(self, user: User) -> bool:
+        return bool(self.rt.passkeys.of(self.session, user))
 
     def password_is(self, user: User, password: str) -> bool:
         """Re-authentication for a sensitive change."""
@@ -89,7 +95,7 @@ class Factors:
 
     def remove_totp(self, user: User, *, actor: User | None = None) -> bool:
         """Remove the app and the recovery codes with it; ``actor``: an admin doing it."""
-        if actor is None and self.required_for(user):
+        if actor is None and self.required_for(user) and not self.has_passkey(user):
             raise PolicyRefusal("A second factor is required here: set up another one first.")
         removed = self.rt.totp.remove(self.session, user)
         self.rt.recovery_codes.remove(self.session, user)
@@ -109,6 +115,9 @@ class Factors:
         told by mail. Returns whether there was anything to remove."""
         had = self.rt.totp.remove(self.session, user)
         self.rt.recovery_codes.remove(self.session, user)
+        for credential in self.rt.passkeys.of(self.session, user):
+            self.rt.passkeys.remove(self.session, credential)
+            had = True
         pending.end_for_user(self.session, user)
         audit.record(
             self.session,
@@ -122,8 +131,36 @@ class Factors:
             self._mail(user, "factors_reset")
         return had
 
+    # Passkeys ---------------------------------------------------------------------------
+
+    def add_passkey(self, user: User, answer: str, challenge: str, name: str) -> None:
+        credential = self.rt.passkeys.register(self.session, user, answer, challenge, name)
+        audit.record(
+            self.session,
+            "mfa.passkey_added",
+            actor_id=user.id,
+            subject_id=user.id,
+            credential=str(credential.id),
+        )
+        self._mail(user, "factor_added", method=f"{PASSKEY.label} \u201c{credential.name}\u201d")
+
+    def remove_passkey(self, user: User, credential: WebAuthnCredential) -> None:
+        others = [c for c in self.rt.passkeys.of(self.session, user) if c.id != credential.id]
+        if self.required_for(user) and not others and not self.has_totp(user):
+            raise PolicyRefusal("A second factor is required here: set up another one first.")
+        self.rt.passkeys.remove(self.session, credential)
+        pending.end_for_user(self.session, user)
+        audit.record(
+            self.session,
+            "mfa.passkey_removed",
+            actor_id=user.id,
+            subject_id=user.id,
+            credential=str(credential.id),
+        )
+        self._mail(user, "factor_removed", method=f"{PASSKEY.label} \u201c{credential.name}\u201d")
+
     def regenerate_recovery_codes(self, user: User) -> list[str] | None:
-        if not self.has_second_factor(user):
+        if not self.has_totp(user):
             return None
         codes = self.rt.recovery_codes.generate(self.session, user)
         audit.record(
@@ -145,6 +182,19 @@ class Factors:
             left = self.rt.recovery_codes.remaining(self.session, user)
             self._mail(user, "recovery_code_used", left=left)
         return used
+
+    def audit_passkey(self, user: User | None, used: Used | None) -> None:
+        """A passkey answer at sign-in: ``used`` None when it did not check out (``user``
+        None: a passkey sign-in whose owner is not known)."""
+        audit.record(
+            self.session,
+            "user.passkey",
+            outcome="success" if used is not None else "failure",
+            actor_id=user.id if user else None,
+            subject_id=user.id if user else None,
+            method=PASSKEY.name,
+            credential=str(used.credential.id) if used else None,
+        )
 
     def _audit_step(self, user: User, method: Method, outcome: Outcome) -> None:
         audit.record(

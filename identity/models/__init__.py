@@ -4,7 +4,12 @@ from identity.models.audit import AuditEvent, AuditHead
 from identity.models.base import Base
 from identity.models.change import ChangeGeneration
 from identity.models.mail import OutboundMail
-from identity.models.mfa import PendingAuthentication, RecoveryCode, TotpCredential
+from identity.models.mfa import (
+    PendingAuthentication,
+    RecoveryCode,
+    TotpCredential,
+    WebAuthnCredential,
+)
 from identity.models.oauth import (
     AuthorizationCode,
     Client,
@@ -54,6 +59,7 @@ __all__ = [
     "TotpCredential",
     "UsedJti",
     "User",
+    "WebAuthnCredential",
     "group_members",
     "role_parents",
     "role_permissions",

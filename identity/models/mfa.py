@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Uuid
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from identity.models.base import Base, new_uuid, utcnow
@@ -48,6 +48,28 @@ class RecoveryCode(Base):
     used_at: Mapped[datetime | None]
 
 
+class WebAuthnCredential(Base):
+    """A passkey or security key (WebAuthn). A user may register several."""
+
+    __tablename__ = "webauthn_credentials"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    # The authenticator's id for it (base64url), unique across all users.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, public: not a secret
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    name: Mapped[str] = mapped_column(String(100))
+    # A passkey (discoverable: it signs in without an email) and synced between devices.
+    discoverable: Mapped[bool] = mapped_column(Boolean, default=False)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
+
+
 class PendingAuthentication(Base):
     """A sign-in with steps still to do. The browser holds a random token in a cookie;
     only its hash is stored. It is no login session: nothing counts as signed in until
@@ -56,9 +78,13 @@ class PendingAuthentication(Base):
     __tablename__ = "pending_authentications"
 
     id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[uuid.UUID] = mapped_column(
+    # None while a passkey sign-in has not said who it is yet.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
+    # The WebAuthn challenge this sign-in asked an authenticator to sign (base64url),
+    # single-use: it is cleared when an answer is checked.
+    challenge: Mapped[str | None] = mapped_column(String(100))
     # RFC 8176 values of the steps done so far ("pwd"), in order.
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Where to go once signed in (a local path, checked when it was stored).

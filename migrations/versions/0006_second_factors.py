@@ -1,4 +1,5 @@
-"""second factors: authenticator apps (TOTP), recovery codes, sign-ins waiting for a step;
+"""second factors: authenticator apps (TOTP), recovery codes, passkeys (WebAuthn), sign-ins
+waiting for a step;
 when each connected app was last authorized
 
 Revision ID: 0006
@@ -52,9 +53,28 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_recovery_codes_user_id"), "recovery_codes", ["user_id"])
     op.create_table(
+        "webauthn_credentials",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("credential_id", sa.String(length=1400), nullable=False),
+        sa.Column("public_key", sa.LargeBinary(), nullable=False),
+        sa.Column("sign_count", sa.BigInteger(), nullable=False),
+        sa.Column("transports", sa.JSON(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("discoverable", sa.Boolean(), nullable=False),
+        sa.Column("backed_up", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
+        _user_fk("webauthn_credentials"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webauthn_credentials")),
+        sa.UniqueConstraint("credential_id", name=op.f("uq_webauthn_credentials_credential_id")),
+    )
+    op.create_index(op.f("ix_webauthn_credentials_user_id"), "webauthn_credentials", ["user_id"])
+    op.create_table(
         "pending_authentications",
         sa.Column("id_hash", sa.String(length=64), nullable=False),
-        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=True),
+        sa.Column("challenge", sa.String(length=100), nullable=True),
         sa.Column("amr", sa.JSON(), nullable=False),
         sa.Column("next_url", sa.String(length=2000), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -70,7 +90,6 @@ def upgrade() -> None:
         op.f("ix_pending_authentications_expires_at"), "pending_authentications", ["expires_at"]
     )
 
-
     with op.batch_alter_table("consents") as batch:
         batch.add_column(sa.Column("last_authorized_at", sa.DateTime(timezone=True), nullable=True))
 
@@ -79,5 +98,6 @@ def downgrade() -> None:
     with op.batch_alter_table("consents") as batch:
         batch.drop_column("last_authorized_at")
     op.drop_table("pending_authentications")
+    op.drop_table("webauthn_credentials")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")

@@ -210,13 +210,17 @@ class Harness:
         self.instances.append(instance)
         return instance
 
-    def server(self, instance: Instance | None = None, **env: str) -> Server:
-        """Start ``identity serve`` (after ``identity init`` on a new instance), ready."""
+    def server(
+        self, instance: Instance | None = None, *, host_name: str = "127.0.0.1", **env: str
+    ) -> Server:
+        """Start ``identity serve`` (after ``identity init`` on a new instance), ready. It
+        listens on 127.0.0.1; ``host_name`` is the issuer's (WebAuthn needs a domain name,
+        such as ``localhost``, where an IP address will not do)."""
         if instance is None:
             instance = self.instance(**env)
             instance.cli("init")
         port = free_port()
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host_name}:{port}"
         log_path = instance.path / f"server-{port}.log"
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(

@@ -79,7 +79,7 @@ def sign_in(page, password: str) -> None:  # type: ignore[no-untyped-def]
     page.goto("/sign-in")
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def test_account_cycle_in_a_browser(page, server: Server) -> None:  # type: ignore[no-untyped-def]

@@ -289,7 +289,7 @@ def fill_sign_in(tab: Tab, email: str = EMAIL, password: str = PASSWORD) -> None
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     page.get_by_label("Email").fill(email)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 def answer_consent(tab: Tab, client: Client, decision: str) -> None:

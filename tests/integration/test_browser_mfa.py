@@ -187,3 +187,100 @@ def test_SESS_09_sessions_page_signs_out_another_browser(
     expect(page.get_by_test_id("session")).to_have_count(1)
     phone.page.reload()
     expect(phone.page).to_have_url(re.compile(r"/sign-in\?next="))
+
+
+# Passkeys ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def passkey_site(module_identity_factory: Harness, rp: CallbackServer) -> Site:
+    """A server whose issuer is http://localhost:PORT: WebAuthn refuses an IP address as
+    the relying party id."""
+    instance = module_identity_factory.instance(IDENTITY_RATELIMIT_SIGN_IN="200/minute")
+    instance.cli("init")
+    created = json.loads(
+        instance.cli(
+            "clients", "create", "--name", "Intranet", "--first-party",
+            "--redirect-uri", rp.url + "/cb", "--json",
+        ).stdout
+    )  # fmt: skip
+    client = Client("Intranet", created["client_id"], created["client_secret"])
+    server = module_identity_factory.server(instance, host_name="localhost")
+    return Site(server, rp, client)
+
+
+def virtual_authenticator(tab: Tab) -> Any:
+    """A platform authenticator that holds passkeys and verifies the user (Chromium's
+    DevTools WebAuthn domain): what a laptop with a fingerprint reader offers."""
+    cdp = tab.context.new_cdp_session(tab.page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    cdp.send(
+        "WebAuthn.addVirtualAuthenticator",
+        {
+            "options": {
+                "protocol": "ctap2",
+                "transport": "internal",
+                "hasResidentKey": True,
+                "hasUserVerification": True,
+                "isUserVerified": True,
+                "automaticPresenceSimulation": True,
+            }
+        },
+    )
+    return cdp
+
+
+def test_passkey_registered_then_used_alone_and_as_a_second_factor(
+    browser: Any, passkey_site: Site
+) -> None:
+    site = passkey_site
+    email = "pia@example.org"
+    site.server.instance.create_user(email, PASSWORD)
+    tab = Tab(browser, site.url)
+    try:
+        virtual_authenticator(tab)
+        page = tab.page
+        # Register: signed in with the password, from the security page.
+        page.goto("/sign-in")
+        fill_sign_in(tab, email)
+        expect(page).to_have_url(site.url + "/account")
+        page.goto("/account/security")
+        page.get_by_label("Name for a new passkey").fill("Work laptop")
+        page.get_by_role("button", name="Add a passkey").click()
+        expect(page.locator("main")).to_contain_text("Your passkey is registered.")
+        expect(page.get_by_test_id("passkey")).to_contain_text("Work laptop")
+        page.context.clear_cookies()
+
+        # A passkey alone signs in (the device verified the user: two factors).
+        auth = new_request(site, site.first)  # type: ignore[arg-type]
+        page.goto(authorize_url(auth))
+        page.get_by_role("button", name="Sign in with a passkey").click()
+        code = assert_code(arrive(tab, site, auth.state), site, auth)  # type: ignore[arg-type]
+        claims = jwt_claims(redeem(site, auth, code)["id_token"])  # type: ignore[arg-type]
+        assert claims["amr"] == ["hwk", "mfa"]
+        assert claims["acr"] == TWO_FACTORS
+        page.context.clear_cookies()
+
+        # After the password, the passkey is the second step.
+        auth = new_request(site, site.first, acr_values=TWO_FACTORS)  # type: ignore[arg-type]
+        page.goto(authorize_url(auth))
+        fill_sign_in(tab, email)
+        expect(page.get_by_role("heading", name="Use your passkey")).to_be_visible()
+        page.get_by_role("button", name="Use a passkey or security key").click()
+        code = assert_code(arrive(tab, site, auth.state), site, auth)  # type: ignore[arg-type]
+        claims = jwt_claims(redeem(site, auth, code)["id_token"])  # type: ignore[arg-type]
+        assert claims["amr"] == ["pwd", "hwk", "mfa"]
+        assert claims["acr"] == TWO_FACTORS
+
+        # Renamed, then removed with the password.
+        page.goto("/account/security")
+        page.get_by_label("New name").fill("Old laptop")
+        page.get_by_role("button", name="Rename").click()
+        expect(page.get_by_test_id("passkey")).to_contain_text("Old laptop")
+        page.get_by_label("Current password").fill(PASSWORD)
+        page.get_by_role("button", name="Remove this passkey").click()
+        expect(page.locator("main")).to_contain_text("The passkey is removed.")
+        expect(page.get_by_test_id("passkey")).to_have_count(0)
+        tab.assert_clean()
+    finally:
+        tab.context.close()

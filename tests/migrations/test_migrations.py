@@ -81,6 +81,8 @@ def sample_value(column: Column[Any], n: int, parents: dict[str, dict[str, Any]]
         python_type = type_.python_type
     except NotImplementedError:
         python_type = None
+    if python_type is bytes:
+        return f"{column.name}-{n}".encode()
     if python_type is bool:
         return n % 2 == 0
     if python_type is int:
