@@ -145,7 +145,9 @@ def remove(credential_pk: str) -> ResponseReturnValue:
 
 
 @bp.post("/sign-in/passkey/options")
-@_sign_in_limit()
+# Every call counts (not only failures): without a pending sign-in, each one stores a
+# record, and nobody needs more than a few a minute.
+@limit(lambda: runtime().settings.ratelimit_sign_in, methods=["POST"])
 def authentication_options() -> ResponseReturnValue:
     """With a pending sign-in (the password done): that user's passkeys. Without one: any
     passkey, and the device must verify the user (a sign-in with the passkey alone)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import uuid
 from base64 import urlsafe_b64encode
@@ -225,3 +226,18 @@ def test_AUTH_31_someone_elses_passkey_is_not_a_second_factor(
     challenge = service.authentication(session, other).challenge
     with pytest.raises(PasskeyError):
         service.authenticate(session, device.assert_(challenge), challenge, other)
+
+
+def test_passkey_sign_in_options_are_rate_limited(app_factory: Any) -> None:
+    """Each call without a pending sign-in stores one: every call counts (INPUT limits)."""
+    app = app_factory(ratelimit_sign_in="3/minute", ratelimit_enabled=True)
+    client = app.test_client()
+    page = client.get("/sign-in")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
+    assert token
+    headers = {"X-CSRFToken": token.group(1)}
+    answers = [
+        client.post("/sign-in/passkey/options", json={}, headers=headers).status_code
+        for _ in range(4)
+    ]
+    assert answers == [200, 200, 200, 429]
