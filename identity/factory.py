@@ -30,6 +30,8 @@ from identity.maintenance import purge, start_janitor
 from identity.oauth import logout_views, oidc_views
 from identity.oauth.authorization_server import OAuthServer, endpoint_urls
 from identity.oauth.authorize import views as authorize_views
+from identity.oauth.backchannel import SWEEP_INTERVAL as BACKCHANNEL_SWEEP
+from identity.oauth.backchannel import BackchannelSender
 from identity.oauth.clients import registration
 from identity.oauth.clients.authentication import JwksCache, PrivateKeyJWT
 from identity.oauth.clients.service import ClientCache
@@ -231,8 +233,18 @@ def start_worker_threads(app: Flask) -> None:
             while rt.mailer.deliver_due(db.session()) > 0:
                 pass  # a backlog goes out at once, a batch at a time
 
+    sender = BackchannelSender(
+        rt.tokens, allow_private=rt.settings.backchannel_logout_allow_private
+    )
+
+    def logout_sweep_once() -> None:
+        with app.app_context():
+            while sender.deliver_due(db.session()) > 0:
+                pass
+
     start_janitor(rt.settings.purge_interval, purge_once)
     start_janitor(SWEEP_INTERVAL, sweep_once, name="mail_sweep")
+    start_janitor(BACKCHANNEL_SWEEP, logout_sweep_once, name="backchannel_sweep")
 
 
 def runtime_of(app: Flask) -> Runtime:

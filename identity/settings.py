@@ -242,6 +242,11 @@ class Settings(BaseSettings):
         description="Enables dynamic client registration (RFC 7591) for callers presenting "
         "this bearer token. Unset: registration is off.",
     )
+    backchannel_logout_allow_private: bool = Field(
+        False,
+        description="Deliver back-channel logout tokens to loopback, private and link-local "
+        "addresses, over plain http too (for development, tests and closed networks only).",
+    )
     allow_private_jwks_uri: bool = Field(
         False,
         description="Allow fetching client `jwks_uri` from loopback, private and link-local "

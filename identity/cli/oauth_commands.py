@@ -44,6 +44,13 @@ def clients() -> None:
     help="Allowed after RP-initiated logout (repeatable).",
 )
 @click.option(
+    "--backchannel-logout-uri",
+    metavar="URI",
+    default=None,
+    help="Where logout tokens are POSTed when a user's session ends (OpenID Connect "
+    "Back-Channel Logout).",
+)
+@click.option(
     "--grant-type",
     "grant_types",
     multiple=True,
@@ -104,6 +111,7 @@ def create_client(
     name: str,
     redirect_uris: tuple[str, ...],
     logout_uris: tuple[str, ...],
+    backchannel_logout_uri: str | None,
     grant_types: tuple[str, ...],
     scope: str,
     auth_method: str | None,
@@ -129,6 +137,8 @@ def create_client(
     }
     if auth_method is not None:
         raw["token_endpoint_auth_method"] = auth_method
+    if backchannel_logout_uri:
+        raw["backchannel_logout_uri"] = backchannel_logout_uri
     if jwks_file is not None:
         raw["jwks"] = json.load(jwks_file)
     if jwks_uri:

@@ -12,6 +12,7 @@ from identity.models.mfa import (
 )
 from identity.models.oauth import (
     AuthorizationCode,
+    BackchannelLogout,
     Client,
     Consent,
     DeviceAuthorization,
@@ -37,6 +38,7 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "AuthorizationCode",
+    "BackchannelLogout",
     "Base",
     "ChangeGeneration",
     "Client",

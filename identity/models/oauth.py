@@ -242,3 +242,24 @@ class SigningKey(Base):
     retired_at: Mapped[datetime | None]
     # Removed from the JWKS after this moment (retired + longest token lifetime).
     unpublish_at: Mapped[datetime | None]
+
+
+class BackchannelLogout(Base):
+    """A logout token to deliver to a client's ``backchannel_logout_uri`` (OpenID Connect
+    Back-Channel Logout 1.0), kept until delivered or given up, like queued mail: it
+    survives restarts and is retried."""
+
+    __tablename__ = "backchannel_logouts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)
+    client_pk: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid)  # the sub; no FK: the user may be gone
+    # The session that ended; None: every session of the user at that client.
+    sid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    claimed_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(200))

@@ -75,7 +75,8 @@ def metadata() -> dict[str, Any]:
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
         "access_token_signing_alg_values_supported": [settings.signing_alg],
     }
 

@@ -1,6 +1,6 @@
 """second factors: authenticator apps (TOTP), recovery codes, passkeys (WebAuthn), sign-ins
 waiting for a step;
-when each connected app was last authorized
+when each connected app was last authorized; back-channel logouts to deliver
 
 Revision ID: 0006
 Revises: 0005
@@ -92,9 +92,35 @@ def upgrade() -> None:
 
     with op.batch_alter_table("consents") as batch:
         batch.add_column(sa.Column("last_authorized_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "backchannel_logouts",
+        sa.Column("id", sa.Uuid(), nullable=False),
+        sa.Column("client_pk", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("sid", sa.String(length=64), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("claimed_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.String(length=200), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["client_pk"],
+            ["clients.id"],
+            name=op.f("fk_backchannel_logouts_client_pk_clients"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_backchannel_logouts")),
+    )
+    op.create_index(
+        op.f("ix_backchannel_logouts_client_pk"), "backchannel_logouts", ["client_pk"]
+    )
+    op.create_index(
+        op.f("ix_backchannel_logouts_next_attempt_at"), "backchannel_logouts", ["next_attempt_at"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("backchannel_logouts")
     with op.batch_alter_table("consents") as batch:
         batch.drop_column("last_authorized_at")
     op.drop_table("pending_authentications")

@@ -57,12 +57,16 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(module_identity_factory: Harness, rp: CallbackServer) -> Site:
-    instance = module_identity_factory.instance(IDENTITY_RATELIMIT_SIGN_IN="200/minute")
+    # The relying party listens on loopback over http: allowed for logout tokens here only.
+    instance = module_identity_factory.instance(
+        IDENTITY_RATELIMIT_SIGN_IN="200/minute", IDENTITY_BACKCHANNEL_LOGOUT_ALLOW_PRIVATE="true"
+    )
     instance.cli("init")
     created = json.loads(
         instance.cli(
             "clients", "create", "--name", "Intranet", "--first-party",
-            "--redirect-uri", rp.url + "/cb", "--json",
+            "--redirect-uri", rp.url + "/cb",
+            "--backchannel-logout-uri", rp.url + "/backchannel", "--json",
         ).stdout
     )  # fmt: skip
     client = Client("Intranet", created["client_id"], created["client_secret"])
@@ -284,3 +288,29 @@ def test_passkey_registered_then_used_alone_and_as_a_second_factor(
         tab.assert_clean()
     finally:
         tab.context.close()
+
+
+def test_OIDC_71_signing_out_reaches_the_relying_partys_back_channel(
+    new_tab: Callable[[], Tab], site: Site
+) -> None:
+    """Signed in to the app in Chromium, the user signs out at identity: the app's
+    back-channel endpoint on loopback receives a logout token for that session."""
+    email = "bea@example.org"
+    site.server.instance.create_user(email, PASSWORD)
+    tab = new_tab()
+    auth = new_request(site, site.first)  # type: ignore[arg-type]
+    tab.page.goto(authorize_url(auth))
+    fill_sign_in(tab, email)
+    code = assert_code(arrive(tab, site, auth.state), site, auth)  # type: ignore[arg-type]
+    id_token = jwt_claims(redeem(site, auth, code)["id_token"])  # type: ignore[arg-type]
+
+    tab.page.goto("/sign-out")
+    tab.page.get_by_role("button", name="Sign out").click()
+    expect(tab.page.locator("main")).to_contain_text("You are signed out.")
+    received = site.rp.wait_for(
+        lambda r: r.path == "/backchannel" and "logout_token" in r.form, timeout=20
+    )
+    claims = jwt_claims(received.form["logout_token"])
+    assert claims["sid"] == id_token["sid"] and claims["sub"] == id_token["sub"]
+    assert claims["aud"] == site.first.client_id
+    assert "http://schemas.openid.net/event/backchannel-logout" in claims["events"]

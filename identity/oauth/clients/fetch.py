@@ -1,4 +1,5 @@
-"""Bounded, SSRF-resistant fetching of client documents such as ``jwks_uri`` (INPUT-05).
+"""Bounded, SSRF-resistant fetching of client documents such as ``jwks_uri`` (INPUT-05), and
+the same rules for what the server POSTs to clients (back-channel logout tokens).
 
 https only; the host is resolved once and every address must be public (loopback, private,
 link-local, multicast and reserved ranges are refused unless allowed by setting); the
@@ -14,7 +15,7 @@ import json
 import socket
 import ssl
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from identity.errors import InvalidInput
 
@@ -88,3 +89,48 @@ def fetch(url: str, *, allow_private: bool = False, accept: str = "*/*") -> byte
     if len(body) > MAX_BYTES:
         raise FetchError(f"{url} is larger than {MAX_BYTES} bytes")
     return body
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Plain http to a pre-checked address: only where private addresses are allowed."""
+
+    def __init__(self, host: str, address: str, port: int) -> None:
+        super().__init__(host, port, timeout=TIMEOUT)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), timeout=TIMEOUT)
+
+
+def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False) -> int:
+    """POST ``fields`` form-encoded to ``url`` under the rules above; returns the status.
+    http is accepted only with ``allow_private`` (a loopback listener in development)."""
+    parts = urlsplit(url)
+    schemes = ("https", "http") if allow_private else ("https",)
+    if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
+        raise FetchError("only https URLs without user info may be called")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve(parts.hostname, port, allow_private)
+    connection: http.client.HTTPConnection = (
+        _PinnedHTTPSConnection(parts.hostname, address, port, ssl.create_default_context())
+        if parts.scheme == "https"
+        else _PinnedHTTPConnection(parts.hostname, address, port)
+    )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=urlencode(fields),
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "User-Agent": "identity",
+            },
+        )
+        response = connection.getresponse()
+        response.read(MAX_BYTES)
+        return response.status
+    except (OSError, http.client.HTTPException, ssl.SSLError) as error:
+        raise FetchError(f"calling {url} failed: {type(error).__name__}") from None
+    finally:
+        connection.close()

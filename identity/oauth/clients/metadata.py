@@ -70,6 +70,25 @@ def _valid_host(host: str) -> bool:
 
 
 # More branches than PLR0912 allows: one per rule a redirect URI must follow, top to bottom.
+BACKCHANNEL_LOOPBACK = (*LOOPBACK_HOSTS, "localhost")
+
+
+def check_backchannel_logout_uri(uri: Any) -> str:
+    """OIDC Back-Channel Logout 2.2: an absolute https URI without a fragment (http only for
+    a loopback host, where delivery also needs IDENTITY_BACKCHANNEL_LOGOUT_ALLOW_PRIVATE)."""
+    if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH or uri != uri.strip():
+        raise InvalidClientMetadata("backchannel_logout_uri must be an absolute URI")
+    parts = urlsplit(uri)
+    loopback = parts.hostname in BACKCHANNEL_LOOPBACK
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise InvalidClientMetadata("backchannel_logout_uri must use https")
+    if not parts.hostname or parts.fragment or "#" in uri or parts.username or parts.password:
+        raise InvalidClientMetadata(
+            "backchannel_logout_uri must have a host and no fragment or user info"
+        )
+    return uri
+
+
 def check_redirect_uri(uri: Any, *, allow_private_scheme: bool = True) -> str:  # noqa: PLR0912
     """A redirect URI that is safe to register, or InvalidRedirectUri."""
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH:
@@ -200,6 +219,13 @@ def normalize_metadata(  # noqa: PLR0912, PLR0915
         check_redirect_uri(u)
         for u in _string_list("post_logout_redirect_uris", raw.get("post_logout_redirect_uris", []))
     ]
+    backchannel = raw.get("backchannel_logout_uri")
+    if backchannel is not None:
+        meta["backchannel_logout_uri"] = check_backchannel_logout_uri(backchannel)
+        # The server always sends sid when it knows it (OIDC Back-Channel Logout 2.2).
+        meta["backchannel_logout_session_required"] = bool(
+            raw.get("backchannel_logout_session_required", False)
+        )
 
     scope = raw.get("scope", "openid profile email")
     if not isinstance(scope, str):

@@ -1,0 +1,149 @@
+"""Delivering back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0).
+
+When a login session ends (sign-out, signing out another browser, signing out everywhere, a
+password change, disabling), ``identity.revocation`` queues a row per client that took part
+and registered a ``backchannel_logout_uri``. Each serving worker sweeps the queue: it leases
+a row, makes a fresh logout token, POSTs it (``logout_token=...``) under the SSRF rules of
+``clients.fetch``, and deletes the row on a 2xx answer. Otherwise the row is retried later,
+with growing waits, and given up after the last one (logged). Like the mail outbox, rows
+survive restarts and a row leased by a worker that died is taken again when its lease ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from identity.database import rowcount
+from identity.models.base import utcnow
+from identity.models.oauth import BackchannelLogout, Client
+from identity.oauth.clients.fetch import FetchError, post_form
+from identity.oauth.tokens import TokenService
+
+log = logging.getLogger("identity.backchannel")
+LEASE = timedelta(seconds=60)
+# Waits after each failed attempt; after the last one the logout is given up.
+RETRIES = (
+    timedelta(seconds=30),
+    timedelta(minutes=2),
+    timedelta(minutes=10),
+    timedelta(hours=1),
+)
+SWEEP_INTERVAL = 5.0
+OK_STATUSES = range(200, 300)
+
+
+class BackchannelSender:
+    def __init__(self, tokens: TokenService, *, allow_private: bool = False) -> None:
+        self.tokens = tokens
+        self.allow_private = allow_private
+
+    def deliver_due(self, session: Session, now: datetime | None = None, limit: int = 20) -> int:
+        """Try what is due and not leased; returns how many were tried."""
+        moment = now or utcnow()
+        due = list(
+            session.execute(
+                select(BackchannelLogout.id)
+                .where(
+                    BackchannelLogout.next_attempt_at <= moment,
+                    or_(
+                        BackchannelLogout.claimed_until.is_(None),
+                        BackchannelLogout.claimed_until < moment,
+                    ),
+                )
+                .order_by(BackchannelLogout.next_attempt_at)
+                .limit(limit)
+            ).scalars()
+        )
+        session.rollback()
+        return sum(self.deliver_one(session, row_id, now) for row_id in due)
+
+    def deliver_one(self, session: Session, row_id: uuid.UUID, now: datetime | None = None) -> bool:
+        """Lease one row, deliver it, then delete it or schedule the retry. No transaction
+        is open while the client is called."""
+        moment = now or utcnow()
+        claimed = rowcount(
+            session.execute(
+                update(BackchannelLogout)
+                .where(
+                    BackchannelLogout.id == row_id,
+                    BackchannelLogout.next_attempt_at <= moment,
+                    or_(
+                        BackchannelLogout.claimed_until.is_(None),
+                        BackchannelLogout.claimed_until < moment,
+                    ),
+                )
+                .values(claimed_until=moment + LEASE)
+            )
+        )
+        if claimed != 1:
+            session.commit()
+            return False
+        row = session.get(BackchannelLogout, row_id)
+        client = session.get(Client, row.client_pk) if row is not None else None
+        uri = client.meta.get("backchannel_logout_uri") if client is not None else None
+        if row is None or client is None or not uri:
+            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
+            session.commit()
+            return True
+        token = self.tokens.logout_token(
+            session,
+            client.client_id,
+            client.meta.get("id_token_signed_response_alg", "RS256"),
+            str(row.user_id),
+            row.sid,
+        )
+        attempts, client_id = row.attempts, client.client_id
+        session.commit()
+        try:
+            status = post_form(uri, {"logout_token": token}, allow_private=self.allow_private)
+            error = None if status in OK_STATUSES else f"answered HTTP {status}"
+        except FetchError as failure:
+            error = str(failure.message)[:200]
+        if error is None:
+            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
+            session.commit()
+            log.info(
+                "back-channel logout delivered",
+                extra={"event": "backchannel.delivered", "client_id": client_id},
+            )
+            return True
+        self._failed(session, row_id, attempts, error, client_id=client_id, now=now)
+        return True
+
+    def _failed(
+        self,
+        session: Session,
+        row_id: uuid.UUID,
+        attempts: int,
+        error: str,
+        *,
+        client_id: str,
+        now: datetime | None,
+    ) -> None:
+        if attempts >= len(RETRIES):
+            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
+            log.warning(
+                "back-channel logout given up",
+                extra={"event": "backchannel.given_up", "client_id": client_id, "error": error},
+            )
+        else:
+            session.execute(
+                update(BackchannelLogout)
+                .where(BackchannelLogout.id == row_id)
+                .values(
+                    attempts=attempts + 1,
+                    next_attempt_at=(now or utcnow()) + RETRIES[attempts],
+                    claimed_until=None,
+                    last_error=error,
+                )
+            )
+            log.info(
+                "back-channel logout failed, will retry",
+                extra={"event": "backchannel.retry", "client_id": client_id, "error": error},
+            )
+        session.commit()
