@@ -83,13 +83,16 @@ def _throttled(setting: str) -> Any:
 # Handing over from the password step --------------------------------------------------
 
 
-def continue_sign_in(user: User, amr: list[str], next_url: str) -> BaseResponse | None:
+def continue_sign_in(
+    user: User, amr: list[str], next_url: str, *, required: bool = False
+) -> BaseResponse | None:
     """After the password: the response that leads to the second step, or None when the
-    user has no second factor and needs none (the caller signs them in)."""
+    user has no second factor and needs none (the caller signs them in). ``required``: a
+    client's policy asks for one (the user sets one up if they have none)."""
     service = factors()
     if service.has_second_factor(user):
         endpoint = "factors.second_factor"
-    elif service.required_for(user):
+    elif required or service.required_for(user):
         endpoint = "factors.set_up"
     else:
         return None
@@ -227,7 +230,8 @@ def step_up() -> ResponseReturnValue:
     user = current_user()
     assert user is not None
     next_url = safe_next(request.args.get("next"), url_for("accounts.account"))
-    follow = continue_sign_in(user, list(g.login_session.amr), next_url)
+    required = request.args.get("required") == "1"  # the client's policy, not a wish
+    follow = continue_sign_in(user, list(g.login_session.amr), next_url, required=required)
     return follow or redirect(next_url)
 
 

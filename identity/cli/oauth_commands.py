@@ -44,6 +44,12 @@ def clients() -> None:
     help="Allowed after RP-initiated logout (repeatable).",
 )
 @click.option(
+    "--require-mfa",
+    is_flag=True,
+    help="Users signing in to this client must use a second factor (default_acr_values "
+    "urn:identity:loa:2fa); one without it sets one up first.",
+)
+@click.option(
     "--backchannel-logout-uri",
     metavar="URI",
     default=None,
@@ -112,6 +118,7 @@ def create_client(
     redirect_uris: tuple[str, ...],
     logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
+    require_mfa: bool,
     grant_types: tuple[str, ...],
     scope: str,
     auth_method: str | None,
@@ -139,6 +146,8 @@ def create_client(
         raw["token_endpoint_auth_method"] = auth_method
     if backchannel_logout_uri:
         raw["backchannel_logout_uri"] = backchannel_logout_uri
+    if require_mfa:
+        raw["default_acr_values"] = ["urn:identity:loa:2fa"]
     if jwks_file is not None:
         raw["jwks"] = json.load(jwks_file)
     if jwks_uri:

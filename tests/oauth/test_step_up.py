@@ -4,6 +4,7 @@ and the ID token, access token and introspection say what the sign-in really rea
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -143,3 +144,36 @@ def test_AUTH_28_prompt_none_cannot_step_up(
 def test_discovery_lists_both_acrs(client: FlaskClient) -> None:
     metadata = client.get("/.well-known/openid-configuration").json
     assert metadata["acr_values_supported"] == [ONE_FACTOR, TWO_FACTORS]
+
+
+def test_AUTH_32_a_client_requiring_two_factors_leads_a_user_without_one_through_set_up(
+    client: FlaskClient, make_client: Any, user: Any
+) -> None:
+    """default_acr_values is the client's floor: a password-only user is asked to set up
+    an authenticator app before the code is issued, and the token then says two factors."""
+    rp = make_client(first_party=True, default_acr_values=[TWO_FACTORS])
+    sign_in(client)
+    response, verifier = start(client, rp, acr_values=ONE_FACTOR)  # asking less changes nothing
+    page = follow(client, response)
+    assert page.status_code == 200 and b"Set up an authenticator app" in page.data
+    secret = re.search(r'data-testid="totp-secret">([A-Z2-7 ]+)<', page.text)
+    assert secret
+    done = client.post(
+        "/sign-in/set-up-authenticator",
+        data={
+            "csrf_token": csrf_token(page.data),
+            "code": pyotp.TOTP(secret.group(1).replace(" ", "")).now(),
+        },
+    )
+    next_url = re.search(r'href="(/authorize/resume/[^"]+)"', done.text)
+    assert next_url, done.text
+    body = tokens(client, rp, follow(client, client.get(next_url.group(1))), verifier)
+    _, id_token = unverified(body["id_token"])
+    assert (id_token["acr"], id_token["amr"]) == (TWO_FACTORS, ["pwd", "otp"])
+
+
+def test_AUTH_32_default_acr_values_must_be_known(make_client: Any) -> None:
+    from identity.oauth.clients.metadata import InvalidClientMetadata
+
+    with pytest.raises(InvalidClientMetadata):
+        make_client(default_acr_values=["urn:example:gold"])

@@ -141,6 +141,7 @@ class Authorization:
     # client accepts when it made acr essential (None: it takes what the sign-in reached).
     acr: str | None = None
     acr_floor: str | None = None
+    client_requires_acr: bool = False
 
     @property
     def params(self) -> dict[str, str]:
@@ -271,6 +272,26 @@ def redirectable(
     return error
 
 
+def read_acr_values(authz: Authorization, data: dict[str, str]) -> None:
+    """acr_values (when no acr claim was asked for), then the client's own floor."""
+    if authz.acr is None:
+        # acr_values: voluntary, in order of preference; values we do not know are skipped.
+        known = [v for v in (data.get("acr_values") or "").split() if v in ACRS]
+        authz.acr = known[0] if known else None
+    required = client_required_acr(authz.client)
+    if required is not None and not satisfies(authz.acr, required):
+        # The client's policy (default_acr_values, OIDC Registration 2): a floor, whatever
+        # the request says; a user without a second factor sets one up first.
+        authz.acr = required
+        authz.client_requires_acr = True
+
+
+def client_required_acr(client: Any) -> str | None:
+    """The weakest ACR the client's registration requires (``default_acr_values``)."""
+    values = [v for v in client.meta.get("default_acr_values") or [] if v in ACRS]
+    return min(values, key=ACRS.index) if values else None
+
+
 class UnmetAuthenticationRequirementsError(OAuth2Error):
     """OpenID Connect Core Unmet Authentication Requirements 1.0: the client made an ACR
     essential that this sign-in cannot reach (the user has no second factor)."""
@@ -330,10 +351,7 @@ def check_openid_parameters(authz: Authorization) -> None:
             raise InvalidRequestError("claims must be a JSON object of objects.")
         authz.request.claims_request = permitted_claims_request(claims, authz.client.scopes)
         read_acr_claim(authz, claims.get("id_token") or {})
-    if authz.acr is None:
-        # acr_values: voluntary, in order of preference; values we do not know are skipped.
-        known = [v for v in (data.get("acr_values") or "").split() if v in ACRS]
-        authz.acr = known[0] if known else None
+    read_acr_values(authz, data)
     hint = data.get("id_token_hint")
     if hint:
         claims = runtime().tokens.verify_jwt(db.session(), hint, typ="JWT", check_exp=False)
@@ -370,7 +388,7 @@ def decide(
         return Decision("login")
     assert login is not None
     if authz.acr is not None and not satisfies(login.acr, authz.acr):
-        if runtime().totp.confirmed(session, login.user) is not None:
+        if authz.client_requires_acr or has_second_factor(session, login.user):
             if "none" in authz.prompts:
                 raise redirectable(
                     InteractionRequiredError(), authz.redirect_uri, authz.response_mode, authz.state
@@ -390,6 +408,11 @@ def decide(
             )
         return Decision("consent")
     return Decision("issue")
+
+
+def has_second_factor(session: Session, user: User) -> bool:
+    rt = runtime()
+    return rt.totp.confirmed(session, user) is not None or bool(rt.passkeys.of(session, user))
 
 
 def needs_login(

@@ -94,7 +94,11 @@ def run(
             return sign_in_first(token, authz.params.get("login_hint", ""))
         if decision.action == "step_up":  # signed in, but the client asks for more
             return redirect(
-                url_for("factors.step_up", next=url_for("oauth.resume", request_id=token))
+                url_for(
+                    "factors.step_up",
+                    next=url_for("oauth.resume", request_id=token),
+                    required="1" if authz.client_requires_acr else None,
+                )
             )
         form = ConsentForm(request_id=token)
         allow_form_target(authz.redirect_uri)  # both answers redirect to the client

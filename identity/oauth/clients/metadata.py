@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
+from identity.auth.methods import ACRS
 from identity.exceptions import InvalidInput
 
 AUTHORIZATION_CODE = "authorization_code"
@@ -219,6 +220,13 @@ def normalize_metadata(  # noqa: PLR0912, PLR0915
         check_redirect_uri(u)
         for u in _string_list("post_logout_redirect_uris", raw.get("post_logout_redirect_uris", []))
     ]
+    default_acr = raw.get("default_acr_values")
+    if default_acr is not None:
+        acrs = _string_list("default_acr_values", default_acr)
+        unknown = [v for v in acrs if v not in ACRS]
+        if unknown:
+            raise InvalidClientMetadata(f"unknown acr values: {', '.join(unknown)}")
+        meta["default_acr_values"] = acrs
     backchannel = raw.get("backchannel_logout_uri")
     if backchannel is not None:
         meta["backchannel_logout_uri"] = check_backchannel_logout_uri(backchannel)
