@@ -238,6 +238,28 @@ def reset_factors(email: str) -> None:
     click.echo(f"second factors of {address} {'reset' if had else 'were already none'}")
 
 
+@users.command("sign-out")
+@click.argument("email")
+def sign_out_everywhere(email: str) -> None:
+    """End every session of an account and every app's grant, offline ones too.
+
+    The account stays usable: the user signs in again. Apps that registered a back-channel
+    logout URI are told.
+    """
+    from identity.cli.context import command
+    from identity.revocation import revoke_user_tokens
+    from identity.sessions import service as login_sessions
+
+    with command() as ctx:
+        user = _find(ctx.session, email)
+        lifetime = ctx.settings.access_token_lifetime
+        ended = login_sessions.revoke(ctx.session, user.id, None, access_token_lifetime=lifetime)
+        revoke_user_tokens(ctx.session, user.id, lifetime)
+        address = user.email
+        ctx.session.commit()
+    click.echo(f"signed out {address} everywhere ({ended} session{'' if ended == 1 else 's'})")
+
+
 def _set_disabled(email: str, disabled: bool) -> None:
     from identity.accounts.management import set_disabled
     from identity.cli.context import command

@@ -124,3 +124,23 @@ def test_SESS_14_a_new_browser_signing_in_is_mailed(app: Flask, user: Any, mailb
     assert [m["Subject"] for m in mails] == ["New sign-in to your account"]
     body = mails[0].get_content()
     assert "Mobile Safari 17 on iOS, iPhone" in body and "/account/sessions" in body
+
+
+def test_SESS_09_operators_sign_a_user_out_everywhere_from_the_command_line(
+    app: Flask, user: Any, monkeypatch: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from identity.cli import cli
+    from identity.cli import users as _  # noqa: F401 - registers the commands
+
+    settings = app.extensions["identity"].settings
+    monkeypatch.setenv("IDENTITY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("IDENTITY_INSTANCE_PATH", str(settings.instance_path))
+    monkeypatch.setenv("IDENTITY_SECRET_KEY", settings.secret_key.get_secret_value())
+    laptop, phone = browser(app, FIREFOX), browser(app, IPHONE)
+    result = CliRunner().invoke(cli, ["users", "sign-out", "alice@example.org"])
+    assert result.exit_code == 0, result.output
+    assert "signed out alice@example.org everywhere (2 sessions)" in result.output
+    assert laptop.get("/account").status_code == 302
+    assert phone.get("/account").status_code == 302
