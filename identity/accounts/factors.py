@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import segno
 from flask import (
     Blueprint,
@@ -33,11 +31,12 @@ from identity.accounts.forms import (
     PasswordConfirmForm,
     RecoveryCodeForm,
 )
+from identity.accounts.pages import is_read, limit_failures, see_other
 from identity.auth import pending
 from identity.auth.methods import RECOVERY_CODE, TOTP
 from identity.auth.service import Factors, PolicyRefusal
 from identity.auth.totp import Outcome
-from identity.extensions import db, limit
+from identity.extensions import db
 from identity.models.mfa import PendingAuthentication
 from identity.models.user import User
 from identity.rbac.access import serves
@@ -60,24 +59,6 @@ def factors() -> Factors:
 
 def pending_cookie_name() -> str:
     return ("__Host-" if runtime().settings.issuer_is_https else "") + "identity_pending"
-
-
-def see_other(endpoint: str, **values: Any) -> BaseResponse:
-    return redirect(url_for(endpoint, **values), code=303)
-
-
-def is_read() -> bool:
-    return request.method in ("GET", "HEAD")
-
-
-def _throttled(setting: str) -> Any:
-    """The per-address limit of sign-in failures: a wrong code answers 400 and counts; a
-    right one redirects and does not (the credential's own throttle counts per user)."""
-    return limit(
-        lambda: getattr(runtime().settings, setting),
-        methods=["POST"],
-        deduct_when=lambda response: response.status_code in (200, 400),
-    )
 
 
 # Handing over from the password step --------------------------------------------------
@@ -156,7 +137,7 @@ def _user_of(record: PendingAuthentication) -> User | None:
 
 
 @bp.route("/sign-in/second-factor", methods=["GET", "POST"], endpoint="second_factor")
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def second_factor() -> ResponseReturnValue:
     record = _pending()
     user = _user_of(record) if record is not None else None
@@ -185,7 +166,7 @@ def second_factor() -> ResponseReturnValue:
 
 
 @bp.route("/sign-in/recovery-code", methods=["GET", "POST"], endpoint="recovery_code")
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def recovery_code() -> ResponseReturnValue:
     record = _pending()
     user = _user_of(record) if record is not None else None
@@ -211,7 +192,7 @@ def recovery_code() -> ResponseReturnValue:
 
 
 @bp.route("/sign-in/set-up-authenticator", methods=["GET", "POST"], endpoint="set_up")
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def set_up() -> ResponseReturnValue:
     """Policy requires a second factor and the user has none: set one up to finish."""
     record = _pending()
@@ -253,7 +234,7 @@ def security() -> ResponseReturnValue:
 
 @bp.route("/account/security/authenticator", methods=["GET", "POST"], endpoint="enrol_totp")
 @login_required
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def enrol_totp() -> ResponseReturnValue:
     user = current_user()
     assert user is not None
@@ -293,7 +274,7 @@ def _enrol(user: User, during_sign_in: PendingAuthentication | None = None) -> R
 
 @bp.post("/account/security/authenticator/remove")
 @login_required
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def remove_totp() -> ResponseReturnValue:
     user = current_user()
     assert user is not None
@@ -314,7 +295,7 @@ def remove_totp() -> ResponseReturnValue:
 
 @bp.post("/account/security/recovery-codes")
 @login_required
-@_throttled("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def new_recovery_codes() -> ResponseReturnValue:
     user = current_user()
     assert user is not None

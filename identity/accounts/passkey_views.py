@@ -24,6 +24,7 @@ from flask.typing import ResponseReturnValue
 
 from identity.accounts.factors import complete, factors, pending_cookie_name, set_pending_cookie
 from identity.accounts.forms import PasswordConfirmForm, RenameForm
+from identity.accounts.pages import limit_failures
 from identity.auth import pending
 from identity.auth.passkeys import PasskeyError
 from identity.auth.service import PolicyRefusal
@@ -41,14 +42,6 @@ bp = serves(
 )
 
 REGISTRATION = "passkey_registration"  # the Flask session key of a registration challenge
-
-
-def _sign_in_limit() -> Any:
-    return limit(
-        lambda: runtime().settings.ratelimit_sign_in,
-        methods=["POST"],
-        deduct_when=lambda response: response.status_code == HTTPStatus.BAD_REQUEST,
-    )
 
 
 def _error(message: str, status: int = 400) -> ResponseReturnValue:
@@ -87,7 +80,7 @@ def _options(options: str) -> Response:
 
 @bp.post("/account/passkeys")
 @login_required
-@_sign_in_limit()
+@limit_failures("ratelimit_sign_in", failures=(HTTPStatus.BAD_REQUEST,))
 def register() -> ResponseReturnValue:
     user = current_user()
     assert user is not None
@@ -119,7 +112,7 @@ def rename(credential_pk: str) -> ResponseReturnValue:
 
 @bp.post("/account/passkeys/<credential_pk>/remove")
 @login_required
-@_sign_in_limit()
+@limit_failures("ratelimit_sign_in", failures=(HTTPStatus.BAD_REQUEST,))
 def remove(credential_pk: str) -> ResponseReturnValue:
     user = current_user()
     assert user is not None
@@ -153,22 +146,19 @@ def authentication_options() -> ResponseReturnValue:
     passkey, and the device must verify the user (a sign-in with the passkey alone)."""
     record = pending.load(db.session(), request.cookies.get(pending_cookie_name()))
     user = db.session.get(User, record.user_id) if record and record.user_id else None
-    token = None
-    if user is None:
-        next_url = safe_next(str(_body().get("next") or ""), url_for("accounts.account"))
-        token = pending.start(db.session(), None, [], next_url)
-        record = pending.load(db.session(), token)
-    assert record is not None
     challenge = runtime().passkeys.authentication(db.session(), user)
-    record.challenge = challenge.challenge
     response = _options(challenge.options)
-    if token is not None:
+    if record is not None and user is not None:
+        record.challenge = challenge.challenge
+    else:
+        next_url = safe_next(str(_body().get("next") or ""), url_for("accounts.account"))
+        token = pending.start(db.session(), None, [], next_url, challenge=challenge.challenge)
         set_pending_cookie(response, token)
     return response
 
 
 @bp.post("/sign-in/passkey")
-@_sign_in_limit()
+@limit_failures("ratelimit_sign_in", failures=(HTTPStatus.BAD_REQUEST,))
 def sign_in_with_passkey() -> ResponseReturnValue:
     record = pending.load(db.session(), request.cookies.get(pending_cookie_name()))
     if record is None:

@@ -17,6 +17,7 @@ from flask.typing import ResponseReturnValue
 
 from identity import audit
 from identity.accounts.forms import ConfirmForm
+from identity.auth.methods import ACR_TWO_FACTORS
 from identity.exceptions import NotFound
 from identity.extensions import db
 from identity.models.session import LoginSession
@@ -55,7 +56,7 @@ def row(record: LoginSession, current: LoginSession) -> Row:
         ip=record.ip,
         created_at=record.created_at,
         last_seen_at=record.last_seen_at,
-        two_factors=len(set(record.amr or [])) >= 2,  # noqa: PLR2004 - password and one more
+        two_factors=record.acr == ACR_TWO_FACTORS,
         current=record.sid == current.sid,
     )
 

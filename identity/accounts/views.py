@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from flask import (
     Blueprint,
@@ -17,7 +16,6 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
-from werkzeug.wrappers import Response as BaseResponse
 
 from identity import audit
 from identity.accounts.factors import continue_sign_in
@@ -31,6 +29,7 @@ from identity.accounts.forms import (
     ResetPasswordForm,
     SignInForm,
 )
+from identity.accounts.pages import is_read, limit_failures, see_other, see_other_url
 from identity.accounts.service import Accounts
 from identity.errors import InvalidInput
 from identity.extensions import db, limit
@@ -54,35 +53,8 @@ def accounts() -> Accounts:
     return Accounts(db.session(), runtime())
 
 
-def see_other(endpoint: str, **values: Any) -> BaseResponse:
-    """303 after a POST, never 307/308 which would replay the form (BCP-42)."""
-    return see_other_url(url_for(endpoint, **values))
-
-
-def see_other_url(location: str) -> BaseResponse:
-    return redirect(location, code=303)
-
-
-def is_read() -> bool:
-    """GET or HEAD. Flask sends HEAD to the GET branch's view too; testing only for "GET"
-    treated a HEAD (mail scanners send them) as a failed POST and answered 400."""
-    return request.method in ("GET", "HEAD")
-
-
 def _limit(setting: str):  # type: ignore[no-untyped-def]
     return limit(lambda: getattr(runtime().settings, setting), methods=["POST"])
-
-
-def _limit_failures(setting: str):  # type: ignore[no-untyped-def]
-    """A per-address limit on failed password attempts only: a success answers with a
-    redirect and is not counted, so one office behind one NAT address is not locked out at
-    nine o'clock (the per-account throttle stays as it is). A failure is the form shown
-    again (200 or 400); a 429 or a 503 is no attempt."""
-    return limit(
-        lambda: getattr(runtime().settings, setting),
-        methods=["POST"],
-        deduct_when=lambda response: response.status_code in (200, 400),
-    )
 
 
 @bp.app_template_filter("email_breaks")
@@ -110,7 +82,7 @@ def index() -> ResponseReturnValue:
 
 
 @bp.route("/sign-in", methods=["GET", "POST"], endpoint="sign_in")
-@_limit_failures("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 def sign_in_page() -> ResponseReturnValue:
     form = SignInForm()
     if is_read():
@@ -310,7 +282,7 @@ def change_name() -> ResponseReturnValue:
 @bp.route("/account/email", methods=["GET", "POST"])
 # The form checks the current password (so the sign-in limit on failures applies) and mails
 # any address it is given (so the mail limit applies to every request).
-@_limit_failures("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 @_limit("ratelimit_mail")
 @login_required
 def change_email() -> ResponseReturnValue:
@@ -378,7 +350,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
 @bp.route("/account/password", methods=["GET", "POST"])
 # Each POST checks the current password: without a limit, a hijacked session could guess
 # it at full speed (AUTH-02). It is a password attempt, so the sign-in limit applies.
-@_limit_failures("ratelimit_sign_in")
+@limit_failures("ratelimit_sign_in")
 @login_required
 def change_password() -> ResponseReturnValue:
     form = ChangePasswordForm()

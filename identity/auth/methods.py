@@ -33,7 +33,6 @@ PASSKEY = Method("passkey", "hwk", Factor.POSSESSION, "Passkey or security key")
 SYNCED_PASSKEY = Method("synced_passkey", "swk", Factor.POSSESSION, "Passkey")
 
 METHODS = {m.name: m for m in (PASSWORD, TOTP, RECOVERY_CODE, PASSKEY, SYNCED_PASSKEY)}
-SECOND_FACTORS = (TOTP, RECOVERY_CODE, PASSKEY)
 MULTI_FACTOR = "mfa"  # RFC 8176: the method itself was multi-factor
 
 # Authentication context classes (OIDC Core 2 ``acr``): one factor, or two.

@@ -28,6 +28,8 @@ def start(
     amr: list[str],
     next_url: str,
     now: datetime | None = None,
+    *,
+    challenge: str | None = None,
 ) -> str:
     """Record the steps done (for a passkey sign-in, none, and nobody known yet); returns
     the token for the browser's cookie."""
@@ -38,6 +40,7 @@ def start(
             id_hash=token_hash(token),
             user_id=user.id if user is not None else None,
             amr=list(amr),
+            challenge=challenge,
             next_url=next_url,
             attempts=0,
             created_at=now,

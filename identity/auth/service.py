@@ -33,10 +33,6 @@ class Overview:
     recovery_codes_left: int
     passkeys: list[WebAuthnCredential] = field(default_factory=list)
 
-    @property
-    def enrolled(self) -> bool:
-        return self.totp or bool(self.passkeys)
-
 
 class Factors:
     def __init__(self, session: Session, rt: Runtime) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from identity.auth.methods import ACRS, satisfies
+from identity.auth.service import Factors
 from identity.database import rowcount
 from identity.extensions import db
 from identity.models.base import utcnow
@@ -388,7 +389,7 @@ def decide(
         return Decision("login")
     assert login is not None
     if authz.acr is not None and not satisfies(login.acr, authz.acr):
-        if authz.client_requires_acr or has_second_factor(session, login.user):
+        if authz.client_requires_acr or Factors(session, runtime()).has_second_factor(login.user):
             if "none" in authz.prompts:
                 raise redirectable(
                     InteractionRequiredError(), authz.redirect_uri, authz.response_mode, authz.state
@@ -408,11 +409,6 @@ def decide(
             )
         return Decision("consent")
     return Decision("issue")
-
-
-def has_second_factor(session: Session, user: User) -> bool:
-    rt = runtime()
-    return rt.totp.confirmed(session, user) is not None or bool(rt.passkeys.of(session, user))
 
 
 def needs_login(
