@@ -4,6 +4,9 @@ share. Everything is wired here; nothing else imports this module (``create_app`
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+from inspect import iscoroutinefunction
 from typing import Any
 
 from flask import Flask
@@ -21,7 +24,7 @@ from identity.errors import register_error_handlers
 from identity.extensions import (
     csrf,
     db,
-    limiter,
+    init_limiter,
 )
 from identity.links import LinkSigner
 from identity.logs import configure_logging, setup_request_logging
@@ -56,9 +59,27 @@ from identity.settings import Settings
 from identity.unit_of_work import rollback, setup_unit_of_work
 
 
+@lru_cache(maxsize=1024)
+def _is_async(func: Callable[..., Any]) -> bool:
+    return iscoroutinefunction(func)
+
+
+class IdentityFlask(Flask):
+    """Flask, asking once per function whether it is a coroutine function.
+
+    Flask's ``ensure_sync`` (a documented override point) runs ``inspect`` on every
+    request hook and view at every request, about 1 µs each for some 18 of them per
+    request. The answer never changes for a function, so it is remembered (bounded: the
+    functions of ``after_this_request`` are new each request). identity has no async
+    view; one would still be found and run as Flask runs it."""
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        return super().ensure_sync(func) if _is_async(func) else func
+
+
 def make_flask(settings: Settings) -> Flask:
     configure_logging(settings.log_level)
-    app = Flask(
+    app = IdentityFlask(
         "identity",
         template_folder=str(paths.templates_dir()),
         static_folder=str(paths.PACKAGE / "static"),
@@ -133,7 +154,7 @@ def setup_runtime(app: Flask, settings: Settings) -> None:
 def setup_extensions(app: Flask, settings: Settings) -> None:
     setup_database(app, settings)
     csrf.init_app(app)
-    limiter.init_app(app)
+    init_limiter(app)
     setup_unit_of_work(app)
     register_error_handlers(app, rollback)
 
@@ -196,6 +217,9 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(consents_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer callers; session callers send X-CSRF-Token (identity.api.auth)
+    for name in authorize_views.SIGN_IN_BLUEPRINTS:  # their hook, not every request's
+        hooks = app.before_request_funcs.setdefault(name, [])
+        hooks.append(authorize_views.sign_in_forms_may_reach_the_client)
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

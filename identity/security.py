@@ -107,7 +107,10 @@ def setup_input_guard(app: Flask) -> None:
     in the protocol's own error format before any view reads it."""
 
     def _refuse_nul() -> None:
-        if "\x00" in request.path or has_nul(request.args.items(multi=True)):
+        # The query is parsed only when it may hold one (%00, or a raw NUL): most don't.
+        query = request.query_string
+        maybe = b"%00" in query or b"\x00" in query
+        if "\x00" in request.path or (maybe and has_nul(request.args.items(multi=True))):
             raise InvalidInput("The request contains a NUL character.")
         form = request.method == "POST" and request.mimetype in FORM_TYPES
         if form and has_nul(request.form.items(multi=True)):
@@ -130,6 +133,12 @@ def setup_request_id(app: Flask) -> None:
         if request_id is not None:
             response.headers["X-Request-ID"] = request_id
         return response
+
+
+def _public(cache_control: str) -> bool:
+    """Whether a Cache-Control value has the ``public`` directive (split by hand: this runs
+    on every answer, and Werkzeug's parsed header object costs several times as much)."""
+    return any(part.strip().lower() == "public" for part in cache_control.split(","))
 
 
 def setup_security_headers(app: Flask, settings: Settings) -> None:
@@ -158,20 +167,17 @@ def setup_security_headers(app: Flask, settings: Settings) -> None:
         present = {name.lower() for name in headers.keys()}  # noqa: SIM118 - Headers
         static = request.endpoint == "static"
         html = response.mimetype == "text/html"
-        csp = [("Content-Security-Policy", content_security_policy(g.get("form_targets", ())))]
         # A view that chose its own caching (discovery and JWKS are public) keeps it whole:
         # no Pragma: no-cache beside its max-age, and no Vary: Cookie on a public document.
         own_caching = "cache-control" in present
-        defaults = [
-            *always,
-            *(csp if html else ()),
-            *https_only,
-            *(() if static or own_caching else not_static),
-        ]
+        defaults = [*always, *https_only, *(() if static or own_caching else not_static)]
+        if html:
+            policy = content_security_policy(g.get("form_targets", ()))
+            defaults.append(("Content-Security-Policy", policy))
         for name, value in defaults:
             if name.lower() not in present:
                 headers.add(name, value)
-        if not static and not (own_caching and response.cache_control.public):
+        if not static and not (own_caching and _public(headers["Cache-Control"])):
             if "vary" in present:
                 response.vary.add("Cookie")
             else:

@@ -15,7 +15,7 @@ from flask import Response, current_app
 from flask import request as flask_request
 
 from identity.errors import NO_STORE
-from identity.extensions import db
+from identity.extensions import lazy_session
 from identity.runtime import runtime
 
 
@@ -37,7 +37,7 @@ def endpoint_urls(issuer: str) -> dict[str, str]:
 
 class OAuthServer(AuthorizationServer):  # type: ignore[misc]
     def query_client(self, client_id: str | None) -> Any:
-        return runtime().clients.get(db.session(), client_id)
+        return runtime().clients.get(lazy_session(), client_id)  # mostly from the cache
 
     def authenticate_client(self, request: Any, methods: list[str], endpoint: str = "token") -> Any:
         try:

@@ -10,7 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from identity.auth.methods import ACRS
 from identity.errors import NO_STORE, json_error, machine_facing
-from identity.extensions import csrf, db
+from identity.extensions import csrf, db, lazy_session
 from identity.models.user import User
 from identity.oauth.authorization_server import endpoint_urls
 from identity.oauth.clients.authentication import ASSERTION_ALGORITHMS, REQUEST_OBJECT_ALGORITHMS
@@ -39,7 +39,7 @@ def metadata() -> dict[str, Any]:
     urls = endpoint_urls(settings.issuer)
     if settings.dcr_initial_access_token is None:
         urls.pop("registration_endpoint")
-    ring = runtime().keys.ring(db.session())
+    ring = runtime().keys.ring(lazy_session())
     signing_algs = sorted(ring.signing) or ["RS256"]
     client_assertion_algs = list(ASSERTION_ALGORITHMS)
     return {
@@ -95,7 +95,7 @@ def oauth_authorization_server() -> ResponseReturnValue:
 def jwks() -> ResponseReturnValue:
     """Public keys only (CRYPTO-04), including keys about to sign and keys whose tokens
     have not expired yet."""
-    return _public_json(runtime().keys.ring(db.session()).jwks, 60)
+    return _public_json(runtime().keys.ring(lazy_session()).jwks, 60)
 
 
 # UserInfo -------------------------------------------------------------------------------

@@ -382,3 +382,34 @@ def test_change_email_requests_count_against_the_mail_limit(app_factory):
         for n in range(3)
     ]
     assert codes == [303, 303, 429]
+
+
+def test_only_views_with_a_limit_of_their_own_go_through_the_rate_limiter(app_factory, monkeypatch):
+    """Flask-Limiter's request hooks run for the views with a limit of their own and not
+    for the others (the hot machine endpoints among them): every check it makes starts by
+    identifying the request, which is counted here."""
+    from identity.extensions import limiter
+
+    app = app_factory(ratelimit_enabled=True)
+
+    identified: list[str] = []
+    identify = limiter.identify_request
+
+    def counting() -> str:
+        identified.append("x")
+        return identify()
+
+    monkeypatch.setattr(limiter, "identify_request", counting)
+    client = app.test_client()
+
+    def checked(method: str, path: str) -> bool:
+        identified.clear()
+        client.open(path, method=method)
+        return bool(identified)
+
+    for path in ("/jwks.json", "/.well-known/openid-configuration", "/userinfo"):
+        assert not checked("GET", path), path
+    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
+        assert not checked("POST", path), path
+    for method, path in (("GET", "/register"), ("GET", "/forgot-password"), ("POST", "/oauth/par")):
+        assert checked(method, path), path

@@ -78,20 +78,3 @@ def test_a_key_ring_reload_imports_only_new_keys(app: Any) -> None:
         third = KeyRing.load(db.session, cipher, second)
         assert old_es256 not in third.verifying
         assert set(third.verifying) == set(second.verifying) - {old_es256}
-
-
-def test_only_views_with_a_limit_of_their_own_go_through_the_rate_limiter(app: Any) -> None:
-    """Flask-Limiter's request filter exempts the views without a limit (the hot machine
-    endpoints among them) and none of the limited ones."""
-    from identity.extensions import _unlimited
-
-    def exempt(method: str, path: str) -> bool:
-        with app.test_request_context(path, method=method):
-            return _unlimited()
-
-    for path in ("/jwks.json", "/.well-known/openid-configuration", "/userinfo"):
-        assert exempt("GET", path), path
-    for path in ("/oauth/token", "/oauth/introspect", "/oauth/revoke"):
-        assert exempt("POST", path), path
-    for path in ("/sign-in", "/register", "/forgot-password", "/oauth/par", "/authorize"):
-        assert not exempt("POST", path), path

@@ -188,17 +188,16 @@ def untrusted_error(client: Any, error: OAuth2Error) -> ResponseReturnValue:
 
 
 # The password step (accounts) and the second step (factors) both continue to ``next``.
+# The blueprints whose pages sign people in; the composition root runs the hook below
+# before their requests only (identity.factory.setup_blueprints).
 SIGN_IN_BLUEPRINTS = ("accounts", "factors")
 
 
-@bp.before_app_request
-def _sign_in_forms_may_reach_the_client() -> None:
+def sign_in_forms_may_reach_the_client() -> None:
     """The sign-in pages carry ``next``; when it resumes an authorization request, their
     form's answer ends (through /authorize/resume) at that request's client. The page also
     names that client: ``g.sign_in_continues_to`` is its display name, which the sign-in
     template shows ("to continue to ...")."""
-    if request.blueprint not in SIGN_IN_BLUEPRINTS:
-        return
     target = request.args.get("next") or (
         request.form.get("next") if request.method == "POST" else None
     )

@@ -16,7 +16,7 @@ from authlib.oauth2.rfc8628 import DeviceAuthorizationEndpoint as _DeviceAuthori
 from sqlalchemy.orm import Session
 
 from identity import revocation
-from identity.extensions import db
+from identity.extensions import db, lazy_session
 from identity.models.base import utcnow
 from identity.models.oauth import Client, DeviceAuthorization, RefreshToken
 from identity.oauth import tokens as token_store
@@ -85,7 +85,9 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = AUTHENTICATED_METHODS
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenInfo | None:
-        return find_token(db.session(), token_string, token_type_hint)
+        # An access token is checked through one autocommit read (identity.database), so
+        # introspecting one mostly needs no ORM session.
+        return find_token(lazy_session(), token_string, token_type_hint)
 
     def check_permission(self, token: TokenInfo, client: Any, request: Any) -> bool:
         """A client sees its own tokens; a resource server sees any (AUTHZ-14)."""
@@ -128,7 +130,9 @@ class RevocationEndpoint(_RevocationEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = list(AUTH_METHODS)
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenInfo | None:
-        return find_token(db.session(), token_string, token_type_hint)
+        # An access token is checked through one autocommit read (identity.database), so
+        # introspecting one mostly needs no ORM session.
+        return find_token(lazy_session(), token_string, token_type_hint)
 
     def revoke_token(self, token: TokenInfo, request: Any) -> None:
         lifetime = runtime().settings.access_token_lifetime

@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from identity import audit, revocation
 from identity.database import rowcount
-from identity.extensions import db
+from identity.extensions import db, lazy_session
 from identity.models.base import utcnow
 from identity.models.oauth import AuthorizationCode, RefreshToken
 from identity.models.user import User
@@ -82,7 +82,7 @@ class IssuesTokens:
     ) -> dict[str, Any]:
         ctx = self.grant_context(user, scope or "")
         return runtime().tokens.issue(
-            db.session(),
+            lazy_session(),  # a client-credentials token may need no statement at all
             ctx,
             include_refresh_token=include_refresh_token,
             id_token=self.ISSUES_ID_TOKEN,
