@@ -9,6 +9,15 @@ logged as one JSON line. Callers pass no secrets; ``data`` keys that look secret
 ``verify_chain`` checks the chain and the tip against ``audit_head`` (LOG-04); ``export``
 streams the records as the dictionaries that are hashed, so an export can be re-verified;
 ``query`` reads them filtered, newest first (the admin API's audit events).
+
+No personal data is hashed in the clear, so that it can be erased (GDPR Art. 17) without
+breaking the chain: a user is in the chain as a random pseudonym (``audit_pseudonyms``,
+deleted with the account), and a record's personal details (the request's address and user
+agent, and the emails and names in ``data``, ``PERSONAL_KEYS``) as a digest salted with a
+random value kept beside them. ``erase_personal_data`` removes the ids, the details and
+the salt; what remains still verifies and tells what happened, to a pseudonym. While the
+details are there, ``verify_chain`` checks them against their digest, and each id against
+its pseudonym.
 """
 
 from __future__ import annotations
@@ -16,22 +25,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import secrets
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from identity.models.audit import AuditEvent, AuditHead
+from identity.database import rowcount
+from identity.models.audit import AuditEvent, AuditHead, AuditPseudonym
 from identity.models.base import utcnow
+from identity.models.user import User
 
 log = logging.getLogger("identity.audit")
 
 GENESIS = "0" * 64
 _FORBIDDEN_KEYS = {"password", "token", "secret", "code", "otp", "password_hash"}
+# ``data`` keys whose values are personal: kept outside the chain, erasable.
+PERSONAL_KEYS = frozenset({"email", "new_email", "old_email", "name"})
 
 # The key in ``Session.info`` of the unit of work's Origin: a request's unit of work puts
 # it there (identity.unit_of_work); a command's has none.
@@ -69,7 +83,9 @@ def record(
     actor_client = session.info.get(ACTOR_CLIENT)
     if actor_client and actor_id is None:
         data = {**data, "actor_client": actor_client}
-    head = _lock_head(session)
+    public = {key: value for key, value in data.items() if key not in PERSONAL_KEYS}
+    details = {key: value for key, value in data.items() if key in PERSONAL_KEYS}
+    head = _lock_head(session)  # pseudonyms are made under the chain's lock: no races
     entry = AuditEvent(
         seq=head.seq,
         occurred_at=utcnow(),
@@ -77,17 +93,23 @@ def record(
         outcome=outcome,
         actor_id=actor_id,
         subject_id=subject_id,
+        actor_ref=pseudonym(session, actor_id),
+        subject_ref=pseudonym(session, subject_id),
         client_id=client_id,
         ip=origin.ip,
         user_agent=origin.user_agent,
         request_id=origin.request_id,
-        data=data,
+        data=public,
         prev_hash=head.hash,
     )
+    if entry.ip or entry.user_agent or details:
+        entry.personal = {"salt": secrets.token_hex(16), "data": details}
+        entry.personal_digest = personal_digest(entry)
     entry.hash = chain_hash(entry)
     head.hash = entry.hash
     session.add(entry)
     session.flush()
+    # The log line carries ids and the event's public data; never an address or an email.
     log.info(
         event,
         extra={
@@ -97,11 +119,74 @@ def record(
             "actor_id": str(actor_id) if actor_id else None,
             "subject_id": str(subject_id) if subject_id else None,
             "client_id": client_id,
-            "ip": origin.ip,
-            "data": data,
+            "data": public,
         },
     )
     return entry
+
+
+def pseudonym(session: Session, user_id: uuid.UUID | None) -> str | None:
+    """The user's pseudonym in the chain, made on first use (under the chain's lock).
+    None for an id that names no user (the record keeps the id, unchecked)."""
+    if user_id is None:
+        return None
+    found = session.get(AuditPseudonym, user_id)
+    if found is None:
+        if session.get(User, user_id) is None:  # mostly from the identity map: no query
+            return None
+        found = AuditPseudonym(user_id=user_id, pseudonym=secrets.token_hex(16))
+        session.add(found)
+        session.flush()
+    return found.pseudonym
+
+
+def personal_digest(entry: AuditEvent) -> str:
+    """SHA-256 over the salt and the record's personal details (canonical JSON)."""
+    personal = entry.personal or {}
+    details = {"ip": entry.ip, "user_agent": entry.user_agent, "data": personal.get("data", {})}
+    canonical = json.dumps(details, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256((str(personal.get("salt", "")) + canonical).encode()).hexdigest()
+
+
+def erase_personal_data(session: Session, user_id: uuid.UUID) -> int:
+    """Remove the user from the trail: their id wherever it is, the personal details of
+    every record they took part in (the salt with them), and their pseudonym's link to
+    them. The chain stays intact. Returns how many records were changed."""
+    involved = or_(AuditEvent.actor_id == user_id, AuditEvent.subject_id == user_id)
+
+    def without(column: Any) -> Any:
+        return case((column == user_id, None), else_=column)
+
+    changed = rowcount(
+        session.execute(
+            update(AuditEvent)
+            .where(involved)
+            .values(
+                actor_id=without(AuditEvent.actor_id),
+                subject_id=without(AuditEvent.subject_id),
+                ip=None,
+                user_agent=None,
+                personal=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    # The account's deletion cascades to it too; erasing does not depend on that.
+    session.execute(delete(AuditPseudonym).where(AuditPseudonym.user_id == user_id))
+    return changed
+
+
+def erase_origins(session: Session, before: datetime) -> int:
+    """Retention: the personal details of records older than ``before`` (addresses, user
+    agents, emails); ids and pseudonyms stay. Returns how many records were changed."""
+    return rowcount(
+        session.execute(
+            update(AuditEvent)
+            .where(AuditEvent.occurred_at < before, AuditEvent.personal.is_not(None))
+            .values(ip=None, user_agent=None, personal=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def _lock_head(session: Session) -> AuditHead:
@@ -126,13 +211,26 @@ def hashed_fields(entry: AuditEvent) -> dict[str, Any]:
         "occurred_at": entry.occurred_at.isoformat(),
         "event": entry.event,
         "outcome": entry.outcome,
-        "actor_id": str(entry.actor_id) if entry.actor_id else None,
-        "subject_id": str(entry.subject_id) if entry.subject_id else None,
+        "actor": entry.actor_ref,
+        "subject": entry.subject_ref,
         "client_id": entry.client_id,
-        "ip": entry.ip,
-        "user_agent": entry.user_agent,
         "request_id": entry.request_id,
         "data": entry.data,
+        "personal_digest": entry.personal_digest,
+    }
+
+
+def outside_fields(entry: AuditEvent) -> dict[str, Any]:
+    """What a record holds outside the chain (erasable): the ids its pseudonyms stand for,
+    and its personal details with their salt (``personal_digest`` checks them)."""
+    personal = entry.personal or {}
+    return {
+        "actor_id": str(entry.actor_id) if entry.actor_id else None,
+        "subject_id": str(entry.subject_id) if entry.subject_id else None,
+        "ip": entry.ip,
+        "user_agent": entry.user_agent,
+        "personal": personal.get("data"),
+        "salt": personal.get("salt"),
     }
 
 
@@ -147,6 +245,9 @@ BROKEN_LINK = "broken_link"  # its prev_hash is not the previous record's hash
 SEQ_GAP = "seq_gap"  # the seq before it is missing: deleted
 TRUNCATED = "truncated"  # the newest records are missing: audit_head is further on
 HEAD_MISMATCH = "head_mismatch"  # the chain's end is not the tip audit_head holds
+# Outside the chain, checked while they are there:
+ID_MISMATCH = "id_mismatch"  # an actor or subject id is not the user its pseudonym names
+DETAILS_MISMATCH = "details_mismatch"  # its personal details do not match their digest
 
 # Rows fetched at a time: a long trail is streamed, never loaded at once.
 BATCH = 1000
@@ -187,6 +288,27 @@ def _link_problem(entry: AuditEvent, seq: int, prev: str) -> tuple[str, str] | N
     return None
 
 
+def _details_problem(
+    entry: AuditEvent, actor: str | None, subject: str | None
+) -> tuple[str, str] | None:
+    """What is wrong with the parts of an intact ``entry`` outside the chain: its ids
+    (``actor`` and ``subject``: the pseudonyms of its actor_id and subject_id, None when
+    no such user has one) and its personal details."""
+    for role, user_id, ref, found in (
+        ("actor", entry.actor_id, entry.actor_ref, actor),
+        ("subject", entry.subject_id, entry.subject_ref, subject),
+    ):
+        if user_id is not None and found is not None and found != ref:
+            return ID_MISMATCH, f"id mismatch: its {role}_id is not the user its pseudonym names"
+    if entry.personal is None:
+        if entry.ip is not None or entry.user_agent is not None:
+            return DETAILS_MISMATCH, "details mismatch: address or user agent without a digest"
+        return None
+    if personal_digest(entry) != entry.personal_digest:
+        return DETAILS_MISMATCH, "details mismatch: its personal details do not match the digest"
+    return None
+
+
 def _tip_problem(entry: AuditEvent, tip: tuple[int, str] | None) -> tuple[str, str] | None:
     """What is wrong with an intact ``entry`` given the tip (seq, hash) audit_head holds."""
     if tip is None:
@@ -208,21 +330,31 @@ def _tip_problem(entry: AuditEvent, tip: tuple[int, str] | None) -> tuple[str, s
 def verify_chain(session: Session) -> ChainCheck:
     """Check the whole trail: each record's hash, its link to the previous record and its
     seq, then that the trail ends at the tip ``audit_head`` holds, so that deleting the
-    newest records shows too (LOG-04). Rows are streamed; the tip is read by the same
-    statement, so the check sees one consistent state while writers go on appending."""
+    newest records shows too (LOG-04); and, outside the chain, that each id still present
+    is the user its pseudonym names and each record's personal details match their
+    digest. Rows are streamed; the tip is read by the same statement, so the check sees
+    one consistent state while writers go on appending."""
     tip_seq = select(AuditHead.seq).where(AuditHead.id == 1).scalar_subquery()
     tip_hash = select(AuditHead.hash).where(AuditHead.id == 1).scalar_subquery()
+    actor, subject = aliased(AuditPseudonym), aliased(AuditPseudonym)
     rows = session.execute(
-        select(AuditEvent, tip_seq, tip_hash).order_by(AuditEvent.seq),
+        select(AuditEvent, tip_seq, tip_hash, actor.pseudonym, subject.pseudonym)
+        .outerjoin(actor, actor.user_id == AuditEvent.actor_id)
+        .outerjoin(subject, subject.user_id == AuditEvent.subject_id)
+        .order_by(AuditEvent.seq),
         # The rows as stored, not objects this session may hold already.
         execution_options={"yield_per": BATCH, "populate_existing": True},
     )
     checked, prev = 0, GENESIS
     tip: tuple[int, str] | None = None
     try:
-        for entry, seq, hash_ in rows:
+        for entry, seq, hash_, actor_ref, subject_ref in rows:
             tip = (seq, hash_) if seq is not None else None
-            found = _link_problem(entry, checked + 1, prev) or _tip_problem(entry, tip)
+            found = (
+                _link_problem(entry, checked + 1, prev)
+                or _tip_problem(entry, tip)
+                or _details_problem(entry, actor_ref, subject_ref)
+            )
             if found is not None:
                 problem, detail = found
                 return ChainCheck(
@@ -248,7 +380,8 @@ def export(
     session: Session, *, since: datetime | None = None, until: datetime | None = None
 ) -> Generator[dict[str, Any], None, None]:
     """The records that occurred at ``since`` or later and before ``until``, oldest first,
-    streamed: each as ``hashed_fields()`` with its ``prev_hash`` and ``hash``."""
+    streamed: each as ``hashed_fields()`` with ``details`` (``outside_fields()``), its
+    ``prev_hash`` and ``hash``."""
     query = select(AuditEvent).order_by(AuditEvent.seq)
     if since is not None:
         query = query.where(AuditEvent.occurred_at >= since)
@@ -258,7 +391,12 @@ def export(
     rows = session.execute(query, execution_options=options).scalars()
     try:
         for entry in rows:
-            yield {**hashed_fields(entry), "prev_hash": entry.prev_hash, "hash": entry.hash}
+            yield {
+                **hashed_fields(entry),
+                "details": outside_fields(entry),
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            }
     finally:
         rows.close()
 

@@ -23,7 +23,6 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=client_ip)
 
 
-
 def lazy_session() -> Session:
     """The request's session, created only when first used: ``db.session`` itself, the
     scoped session that proxies every Session method, typed as the Session it stands for.
@@ -37,10 +36,10 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 def limit(*limits: Any, **options: Any) -> Callable[[View], View]:
-    """``limiter.limit`` for a view, which it also marks as limited (see ``_unlimited``).
+    """``limiter.limit`` for a view, which it also marks as limited (see ``init_limiter``).
 
     Every rate limit in identity is such a per-view limit; there are no application-wide,
-    default or blueprint limits (one added must revisit ``_unlimited``)."""
+    default or blueprint limits (one added must revisit ``init_limiter``)."""
     decorate = limiter.limit(*limits, **options)
 
     def apply(view: View) -> View:
@@ -52,46 +51,37 @@ def limit(*limits: Any, **options: Any) -> Callable[[View], View]:
 
 
 def init_limiter(app: Flask) -> None:
-    """``limiter.init_app(app)``, with the hooks it adds run only for limited views.
+    """``limiter.init_app(app)``, keeping of the hooks it adds to every request only the
+    one per-view limits need, and only for the views that have one.
 
-    Flask-Limiter hooks every request (a before-request search for application limits, an
-    after-request for its headers, a teardown), about 60 µs of CPU per request that finds
-    nothing for the views without a limit, a third of a JWKS request (bench/cpu.py,
-    docs/performance.md). identity has no application-wide, default or blueprint limits,
-    only per-view ones (``limit``), so the hooks init_app registered are wrapped, through
-    Flask's public hook registries and without knowing what they are, to run for the
-    views marked limited and to do nothing for the others."""
-    registries: list[dict[Any, list[Any]]] = [
-        app.before_request_funcs,  # type: ignore[list-item]
-        app.after_request_funcs,  # type: ignore[list-item]
-        app.teardown_request_funcs,  # type: ignore[list-item]
-    ]
-    existing = [list(registry.get(None, ())) for registry in registries]
+    Flask-Limiter hooks every request: before it, a search for application-wide, default
+    and blueprint limits; after it, its rate-limit headers and conditional deductions; at
+    teardown, a reset of its per-request state (which goes with the request anyway).
+    identity has only per-view limits (``limit``), which the view's own decorator checks,
+    so the search can only ever find nothing, at about 60 µs of CPU per request, a third
+    of a JWKS request (bench/cpu.py, docs/performance.md). Through Flask's public hook
+    registries, the before-request and teardown hooks init_app added are dropped, and its
+    after-request hooks run for the views marked limited only. Adding an application-wide,
+    default or blueprint limit means revisiting this (test_rate_limits covers the rest)."""
+    before = list(app.before_request_funcs.get(None, ()))
+    after = list(app.after_request_funcs.get(None, ()))
+    teardown = list(app.teardown_request_funcs.get(None, ()))
     limiter.init_app(app)
+    app.before_request_funcs[None] = before
+    app.teardown_request_funcs[None] = teardown
     limited: list[frozenset[str]] = []  # filled at the first request, once views exist
 
-    def applies() -> bool:
-        if not limited:
-            views = app.view_functions.items()
-            limited.append(frozenset(name for name, view in views if is_rate_limited(view)))
-        return request.endpoint in limited[0]
-
-    def before(hook: Callable[[], Any]) -> Callable[[], Any]:
-        return lambda: hook() if applies() else None
-
-    def after(hook: Callable[[Response], Response]) -> Callable[[Response], Response]:
-        return lambda response: hook(response) if applies() else response
-
-    def teardown(hook: Callable[[BaseException | None], Any]) -> Callable[..., None]:
-        def run(error: BaseException | None = None) -> None:
-            if applies():
-                hook(error)
+    def for_limited_views(hook: Callable[[Response], Any]) -> Callable[[Response], Any]:
+        def run(response: Response) -> Any:
+            if not limited:
+                views = app.view_functions.items()
+                limited.append(frozenset(name for name, view in views if is_rate_limited(view)))
+            return hook(response) if request.endpoint in limited[0] else response
 
         return run
 
-    wrappers: list[Callable[[Any], Any]] = [before, after, teardown]
-    for registry, had, wrap in zip(registries, existing, wrappers, strict=True):
-        registry[None] = [hook if hook in had else wrap(hook) for hook in registry.get(None, ())]
+    added = app.after_request_funcs.get(None, [])
+    app.after_request_funcs[None] = [h if h in after else for_limited_views(h) for h in added]
 
 
 def is_rate_limited(view: Any) -> bool:

@@ -1,6 +1,6 @@
 """SQLAlchemy models; importing this package registers every table on the metadata."""
 
-from identity.models.audit import AuditEvent, AuditHead
+from identity.models.audit import AuditEvent, AuditHead, AuditPseudonym
 from identity.models.base import Base
 from identity.models.change import ChangeGeneration
 from identity.models.mail import OutboundMail
@@ -37,6 +37,7 @@ from identity.models.user import Invitation, User
 __all__ = [
     "AuditEvent",
     "AuditHead",
+    "AuditPseudonym",
     "AuthorizationCode",
     "BackchannelLogout",
     "Base",

@@ -107,6 +107,9 @@ class Snapshot:
     _holdings: dict[tuple[uuid.UUID, uuid.UUID | None], Holdings] = field(
         default_factory=dict, repr=False
     )
+    _role_names: dict[tuple[uuid.UUID, uuid.UUID | None], tuple[str, ...]] = field(
+        default_factory=dict, repr=False
+    )
     # For denials: each grant, with the roles that hold it (and how many grants they hold).
     _granters: dict[str, list[tuple[int, str]]] | None = field(default=None, repr=False)
     _candidates: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict, repr=False)
@@ -228,14 +231,22 @@ class Snapshot:
     def role_names(
         self, kind: PrincipalKind, principal: uuid.UUID, scope: uuid.UUID | None = None
     ) -> list[str]:
-        """Every role the principal has for this scope: direct, through groups, inherited."""
-        direct = (
-            grant.role
-            for _, source in self.sources(kind, principal)
-            for grant in self.grants.get(source, ())
-            if grant.scope is None or grant.scope == scope
-        )
-        return sorted(self.roles[role_id].name for role_id in self.ancestry(direct))
+        """Every role the principal has for this scope: direct, through groups, inherited.
+        Memoised like ``holdings``: every token issued carries them (the roles claim)."""
+        key = (principal, scope)
+        cached = self._role_names.get(key)
+        if cached is None:
+            direct = (
+                grant.role
+                for _, source in self.sources(kind, principal)
+                for grant in self.grants.get(source, ())
+                if grant.scope is None or grant.scope == scope
+            )
+            cached = tuple(sorted(self.roles[role_id].name for role_id in self.ancestry(direct)))
+            if len(self._role_names) > MAX_MEMO:
+                self._role_names.clear()
+            self._role_names[key] = cached
+        return list(cached)
 
 
 def check(

@@ -108,6 +108,8 @@ def audit_events(app: Flask, event: str | None = None) -> list[dict[str, Any]]:
                 "request_id": row.request_id,
                 "occurred_at": row.occurred_at,
                 "data": dict(row.data),
+                # The personal details kept outside the chain (emails, names), if any.
+                "personal": dict((row.personal or {}).get("data", {})),
             }
             for row in rows
         ]

@@ -332,3 +332,101 @@ def insert_model_row(connection: Connection, name: str, *, n: int, **values: Any
     table = Base.metadata.tables[name]
     row = {c.name: sample_value(c, n, {}) for c in table.columns}
     connection.execute(table.insert(), {**row, **values})
+
+
+def _v1_hash(record: dict[str, Any], prev: str) -> str:
+    """The chain hash before 0007: the ids, address and user agent hashed in the clear."""
+    import hashlib
+    import json
+
+    fields = {
+        "seq": record["seq"],
+        "occurred_at": record["occurred_at"].isoformat(),
+        "event": record["event"],
+        "outcome": record["outcome"],
+        "actor_id": str(record["actor_id"]) if record["actor_id"] else None,
+        "subject_id": str(record["subject_id"]) if record["subject_id"] else None,
+        "client_id": None,
+        "ip": record["ip"],
+        "user_agent": record["user_agent"],
+        "request_id": None,
+        "data": record["data"],
+    }
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256((prev + canonical).encode()).hexdigest()
+
+
+def test_GDPR_08_audit_migration_moves_personal_data_out_of_the_chain(app: Flask) -> None:
+    """0007 re-chains a trail written by 0006: each user becomes a pseudonym, the address,
+    user agent and email go outside the chain behind a salted digest, a user deleted
+    before (id in the trail, no account) is treated as erased, and the chain verifies;
+    its downgrade puts the old hashing back, and that chain verifies too."""
+    from identity import audit
+    from identity.extensions import db
+    from identity.models.audit import AuditEvent
+
+    engine = engine_of(app)
+    migrate.upgrade(engine, "0006")
+    alice, gone = uuid.uuid4(), uuid.uuid4()
+    now = datetime.now(UTC).replace(microsecond=0)
+    uid = sqlalchemy.Uuid()
+    columns = ("seq", "event", "outcome", "ip", "user_agent", "prev_hash", "hash")
+    events = sql_table(
+        "audit_events",
+        *(sql_column(c) for c in columns),
+        sql_column("actor_id", uid),
+        sql_column("subject_id", uid),
+        sql_column("occurred_at", UTCDateTime()),
+        sql_column("data", JSON()),
+    )
+    records = [
+        {"actor_id": alice, "subject_id": alice, "data": {"email": "alice@example.org"}},
+        {"actor_id": gone, "subject_id": gone, "data": {"reason": "x"}},
+        {"actor_id": alice, "subject_id": None, "data": {}},
+    ]
+    with engine.begin() as connection:
+        insert_model_row(connection, "users", n=1, id=alice)
+        prev = "0" * 64
+        for seq, record in enumerate(records, start=1):
+            record.update(
+                seq=seq,
+                event="user.sign_in",
+                outcome="success",
+                occurred_at=now,
+                ip="198.51.100.9",
+                user_agent="probe/1.0",
+            )
+            record["prev_hash"], record["hash"] = prev, _v1_hash(record, prev)
+            prev = record["hash"]
+            connection.execute(events.insert(), record)
+        connection.execute(
+            sql_table(
+                "audit_head", sql_column("id"), sql_column("seq"), sql_column("hash")
+            ).insert(),
+            {"id": 1, "seq": 3, "hash": prev},
+        )
+
+    migrate.upgrade(engine, "0007")
+    with app.app_context():
+        assert audit.verify_chain(db.session).intact
+        first, second, third = db.session.query(AuditEvent).order_by(AuditEvent.seq).all()
+        assert first.data == {} and first.personal["data"] == {"email": "alice@example.org"}
+        assert first.ip == "198.51.100.9" and first.actor_ref == third.actor_ref is not None
+        assert (second.actor_id, second.ip, second.personal, second.actor_ref) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        db.session.remove()
+
+    migrate.downgrade(engine, "0006")
+    with engine.connect() as connection:
+        rows = [
+            dict(r) for r in connection.execute(select(events).order_by(events.c.seq)).mappings()
+        ]
+    prev = "0" * 64
+    for row in rows:
+        assert row["prev_hash"] == prev and row["hash"] == _v1_hash(row, prev)
+        prev = row["hash"]
+    assert rows[0]["data"] == {"email": "alice@example.org"}

@@ -30,13 +30,13 @@ FIELDS = [
     "occurred_at",
     "event",
     "outcome",
-    "actor_id",
-    "subject_id",
+    "actor",
+    "subject",
     "client_id",
-    "ip",
-    "user_agent",
     "request_id",
     "data",
+    "personal_digest",
+    "details",
     "prev_hash",
     "hash",
 ]
@@ -164,7 +164,7 @@ def test_export_writes_every_record_as_a_json_line(trail, cli):
         "success",
         "shop",
     )
-    assert first["data"] == {"n": 0} and first["actor_id"] is None
+    assert first["data"] == {"n": 0} and first["details"]["actor_id"] is None
     assert first["prev_hash"] == "0" * 64
     assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(records))
 
