@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 
 from identity import api, health, paths
-from identity.accounts import factors, passkey_views, session_views
+from identity.accounts import factors, passkey_views, privacy_views, session_views
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
 from identity.auth.passkeys import Passkeys
@@ -20,6 +20,7 @@ from identity.auth.recovery import RecoveryCodes
 from identity.auth.totp import TotpService
 from identity.changes import ChangeFeed, ChangeListener
 from identity.database import configure_sqlite, engine_options, ensure_sqlite_folder
+from identity.deliveries import SWEEP_INTERVAL as DELIVERIES_SWEEP
 from identity.errors import register_error_handlers
 from identity.extensions import (
     csrf,
@@ -33,7 +34,6 @@ from identity.maintenance import purge, start_janitor
 from identity.oauth import logout_views, oidc_views
 from identity.oauth.authorization_server import OAuthServer, endpoint_urls
 from identity.oauth.authorize import views as authorize_views
-from identity.oauth.backchannel import SWEEP_INTERVAL as BACKCHANNEL_SWEEP
 from identity.oauth.backchannel import BackchannelSender
 from identity.oauth.clients import registration
 from identity.oauth.clients.authentication import JwksCache, PrivateKeyJWT
@@ -42,10 +42,12 @@ from identity.oauth.consents import views as consents_views
 from identity.oauth.device import grant as device_grant
 from identity.oauth.device import views as device_views
 from identity.oauth.keys import KeyCipher, KeyStore
+from identity.oauth.security_events import SecurityEventSender
 from identity.oauth.token import endpoints, grants
 from identity.oauth.token import views as token_views
 from identity.oauth.tokens import TokenService
 from identity.passwords import Hasher, PasswordPolicy
+from identity.privacy import jobs as privacy_jobs
 from identity.rbac.store import SnapshotCache
 from identity.runtime import Runtime, runtime
 from identity.security import (
@@ -215,6 +217,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(device_views.bp)
     app.register_blueprint(registration.bp)
     app.register_blueprint(consents_views.bp)
+    app.register_blueprint(privacy_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer callers; session callers send X-CSRF-Token (identity.api.auth)
     for name in authorize_views.SIGN_IN_BLUEPRINTS:  # their hook, not every request's
@@ -257,18 +260,28 @@ def start_worker_threads(app: Flask) -> None:
             while rt.mailer.deliver_due(db.session()) > 0:
                 pass  # a backlog goes out at once, a batch at a time
 
-    sender = BackchannelSender(
-        rt.tokens, allow_private=rt.settings.backchannel_logout_allow_private
+    senders = (
+        BackchannelSender(rt.tokens, allow_private=rt.settings.backchannel_logout_allow_private),
+        SecurityEventSender(rt.tokens, allow_private=rt.settings.security_events_allow_private),
     )
 
-    def logout_sweep_once() -> None:
+    def deliveries_sweep_once() -> None:
+        """Logout tokens and security events for clients, a batch at a time."""
         with app.app_context():
-            while sender.deliver_due(db.session()) > 0:
+            while sum(sender.deliver_due(db.session()) for sender in senders) > 0:
                 pass
 
     start_janitor(rt.settings.purge_interval, purge_once)
     start_janitor(SWEEP_INTERVAL, sweep_once, name="mail_sweep")
-    start_janitor(BACKCHANNEL_SWEEP, logout_sweep_once, name="backchannel_sweep")
+    start_janitor(DELIVERIES_SWEEP, deliveries_sweep_once, name="deliveries_sweep")
+
+    def privacy_jobs_once() -> None:
+        """Data exports to build and erasures whose cooling-off ended."""
+        with app.app_context():
+            while privacy_jobs.run_due(db.session(), rt) > 0:
+                pass
+
+    start_janitor(privacy_jobs.SWEEP_INTERVAL, privacy_jobs_once, name="privacy_jobs")
 
 
 def runtime_of(app: Flask) -> Runtime:

@@ -45,6 +45,7 @@ from identity.database import rowcount
 from identity.extensions import db
 from identity.models.base import new_uuid, utcnow
 from identity.models.mail import OutboundMail
+from identity.models.privacy import SentMail
 from identity.paths import templates_dir
 from identity.sealing import Sealer
 from identity.settings import Settings
@@ -147,6 +148,8 @@ class Mailer:
             next_attempt_at=utcnow(),
         )
         session.add(row)
+        if user_id is not None:  # the person's record of mail sent (their data export)
+            session.add(SentMail(user_id=user_id, subject=subject[:300]))
         real = session() if isinstance(session, scoped_session) else session
         if _QUEUED not in real.info:
             real.info[_QUEUED] = []

@@ -258,6 +258,54 @@ class Settings(BaseSettings):
         description="Seconds between deletions of expired codes, tokens and sessions by "
         "`serve` (0: never; run `identity purge` from cron instead).",
     )
+    gdpr_cooling_off_days: int = Field(
+        7,
+        ge=0,
+        le=90,
+        description="Days between a person asking to delete their account and its erasure; "
+        "meanwhile the account is disabled, and signing in again cancels the request.",
+    )
+    gdpr_export_link_hours: int = Field(
+        24,
+        ge=1,
+        le=168,
+        description="Hours a data export's single-use download link stays valid.",
+    )
+    retention_origins_days: int = Field(
+        0,
+        ge=0,
+        description="Days after which IP addresses, user agents and emails in audit records "
+        "and login sessions are removed by the purge (0: kept as long as the record).",
+    )
+    retention_sent_mail_days: int = Field(
+        365,
+        ge=0,
+        description="Days the record of mail sent to a person (subject and time) is kept "
+        "(0: kept as long as the account).",
+    )
+    retention_expired_grants_days: int = Field(
+        1,
+        ge=1,
+        description="Days expired authorization codes, device codes and ended refresh-token "
+        "families are kept before the purge deletes them.",
+    )
+    retention_inactive_warn_days: int = Field(
+        0,
+        ge=0,
+        description="Days without a sign-in after which an account's owner is warned by mail "
+        "that it will be erased (0: never).",
+    )
+    retention_inactive_erase_days: int = Field(
+        0,
+        ge=0,
+        description="Days without a sign-in after which an account is erased, if its owner was "
+        "warned at least `retention_inactive_warn_days` before (0: never).",
+    )
+    security_events_allow_private: bool = Field(
+        False,
+        description="Deliver Security Event Tokens (account purged) to loopback, private and "
+        "link-local addresses, over plain http too (development, tests, closed networks).",
+    )
     workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",
@@ -324,6 +372,12 @@ class Settings(BaseSettings):
             and len(self.dcr_initial_access_token.get_secret_value()) < MIN_SECRET_LENGTH
         ):
             raise ValueError("IDENTITY_DCR_INITIAL_ACCESS_TOKEN must be at least 32 characters")
+        erase, warn = self.retention_inactive_erase_days, self.retention_inactive_warn_days
+        if erase and (not warn or erase <= warn):
+            raise ValueError(
+                "IDENTITY_RETENTION_INACTIVE_ERASE_DAYS needs a smaller, non-zero "
+                "IDENTITY_RETENTION_INACTIVE_WARN_DAYS: owners are warned before erasure"
+            )
         return self
 
     @model_validator(mode="after")

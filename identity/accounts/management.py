@@ -76,39 +76,6 @@ def set_disabled(
     )
 
 
-def delete_user(
-    session: Session,
-    user: User,
-    *,
-    access_token_lifetime: int,
-    actor_id: uuid.UUID | None = None,
-    actor: rbac.Principal | None = None,
-    client_id: str | None = None,
-) -> None:
-    """Delete an account for good. As when it is disabled, its login sessions end and its
-    grants are revoked first: refresh tokens, and the access tokens already issued, which
-    stay refused until they expire (the revocation is kept by user id). Consents, codes and
-    queued mail go with the account (ON DELETE CASCADE); the audit trail keeps its id. The
-    last active administrator cannot be deleted (AUTHZ-08)."""
-    rbac.require_outranks(session, actor, user.id)
-    if rbac.is_admin(session, user.id):
-        with session.begin_nested():  # undone alone when refused: the session stays usable
-            # Counted as gone already: it is, once this transaction commits.
-            user.disabled_at = user.disabled_at or utcnow()
-            rbac.ensure_admin_remains(session)
-    login_sessions.end_all(session, user.id)
-    revoke_user_tokens(session, user.id, access_token_lifetime)
-    audit.record(
-        session,
-        "user.deleted",
-        actor_id=actor_id or _actor_user(actor),
-        subject_id=user.id,
-        client_id=client_id,
-    )
-    session.delete(user)
-    session.flush()
-
-
 UNCHANGED = object()  # update_user: leave the name as it is
 
 

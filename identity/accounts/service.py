@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from identity import audit
+from identity import audit, erasure_requests
 from identity.accounts import throttle
 from identity.accounts.emails import InvalidEmail, normalize_email
 from identity.errors import InvalidInput
@@ -310,7 +310,9 @@ class Accounts:
             return self._failed(email, None, "unknown_user", counter)
         if not self.rt.hasher.verify(user.password_hash, password):
             return self._failed(email, user, "wrong_password", counter)
-        if not user.is_active:
+        # Signing in again during the cooling-off period of one's own erasure request
+        # calls it off (the password is proof enough: it was checked above).
+        if not user.is_active and not erasure_requests.cancelled_by_sign_in(self.session, user):
             return self._failed(email, user, "disabled", counter)
         if not user.is_verified:
             return self._failed(email, user, "unverified", counter)

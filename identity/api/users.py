@@ -27,6 +27,7 @@ from identity.exceptions import NotFound
 from identity.extensions import db
 from identity.models.rbac import RoleAssignment, group_members
 from identity.models.user import User
+from identity.privacy.erasure import Erasure
 from identity.rbac import service as rbac
 from identity.rbac.permissions import Permission
 from identity.runtime import runtime
@@ -329,13 +330,13 @@ def enable_user(caller: Caller, user_id: uuid.UUID) -> UserOut:
     errors=(409,),
 )
 def delete_user(caller: Caller, user_id: uuid.UUID) -> None:
-    """For good: sessions end, tokens are revoked, consents go; the audit trail keeps the
-    id. The last active administrator cannot be deleted (409)."""
+    """Erased at once (GDPR Art. 17): sessions end, tokens are revoked, clients that
+    registered a security_event_uri are told, the audit trail keeps its records with the
+    person taken out. The last active administrator cannot be deleted (409)."""
     session = db.session()
-    management.delete_user(
-        session,
+    Erasure(session, runtime()).erase(
         get_user(session, user_id, lock=True),
-        access_token_lifetime=runtime().settings.access_token_lifetime,
+        requested_by=caller.user_id,
         actor=caller.principal,
         client_id=caller.client_id,
     )

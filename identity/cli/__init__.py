@@ -101,6 +101,7 @@ def main() -> None:
         authz_commands,
         commands,
         db_commands,
+        gdpr_commands,
         groups_commands,
         oauth_commands,
         roles_commands,

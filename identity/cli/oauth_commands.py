@@ -57,6 +57,13 @@ def clients() -> None:
     "Back-Channel Logout).",
 )
 @click.option(
+    "--security-event-uri",
+    metavar="URI",
+    default=None,
+    help="Where Security Event Tokens are POSTed (RFC 8935), such as the RISC account-purged "
+    "event when a user who used the client is erased.",
+)
+@click.option(
     "--grant-type",
     "grant_types",
     multiple=True,
@@ -118,6 +125,7 @@ def create_client(
     redirect_uris: tuple[str, ...],
     logout_uris: tuple[str, ...],
     backchannel_logout_uri: str | None,
+    security_event_uri: str | None,
     require_mfa: bool,
     grant_types: tuple[str, ...],
     scope: str,
@@ -142,20 +150,20 @@ def create_client(
         "grant_types": list(grant_types) or ["authorization_code"],
         "scope": scope,
     }
-    if auth_method is not None:
-        raw["token_endpoint_auth_method"] = auth_method
-    if backchannel_logout_uri:
-        raw["backchannel_logout_uri"] = backchannel_logout_uri
+    optional = {
+        "token_endpoint_auth_method": auth_method,
+        "backchannel_logout_uri": backchannel_logout_uri,
+        "security_event_uri": security_event_uri,
+        "jwks_uri": jwks_uri,
+        "id_token_signed_response_alg": id_token_alg,
+    }
+    raw.update({key: value for key, value in optional.items() if value})
     if require_mfa:
         raw["default_acr_values"] = ["urn:identity:loa:2fa"]
     if jwks_file is not None:
         raw["jwks"] = json.load(jwks_file)
-    if jwks_uri:
-        raw["jwks_uri"] = jwks_uri
     if request_uris:
         raw["request_uris"] = list(request_uris)
-    if id_token_alg:
-        raw["id_token_signed_response_alg"] = id_token_alg
     with command() as ctx:
         try:
             created = client_service.register(

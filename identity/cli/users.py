@@ -164,10 +164,11 @@ def show_user(email: str) -> None:
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete_user(email: str, yes: bool) -> None:
-    """Delete an account for good: its sessions end, its tokens are revoked, its consents
-    go. The audit trail keeps its id."""
-    from identity.accounts.management import delete_user as delete
+    """Erase an account at once: `identity gdpr erase EMAIL --now` without a reason. Its
+    sessions end, its tokens are revoked, clients are told, the audit trail keeps its
+    records with the person taken out."""
     from identity.cli.context import command
+    from identity.privacy.erasure import Erasure
 
     with command() as ctx:
         address = _find(ctx.session, email).email
@@ -179,15 +180,11 @@ def delete_user(email: str, yes: bool) -> None:
                 abort=True,
             )
         try:
-            delete(
-                ctx.session,
-                _find(ctx.session, address),
-                access_token_lifetime=ctx.settings.access_token_lifetime,
-            )
+            receipt = Erasure(ctx.session, ctx.runtime).erase(_find(ctx.session, address))
         except Conflict as error:  # the last active administrator (AUTHZ-08)
             raise click.ClickException(error.message) from None
         ctx.session.commit()
-    click.echo(f"deleted {address}")
+    click.echo(f"deleted {address}: receipt {receipt.receipt_id}")
 
 
 @users.command("set-password")

@@ -22,6 +22,7 @@ from identity.models.oauth import (
     TokenRevocation,
     UsedJti,
 )
+from identity.models.privacy import ErasureRecord, PrivacyJob, SecurityEvent, SentMail
 from identity.models.rbac import (
     ClientPermission,
     Group,
@@ -46,6 +47,7 @@ __all__ = [
     "ClientPermission",
     "Consent",
     "DeviceAuthorization",
+    "ErasureRecord",
     "Group",
     "Invitation",
     "LoginSession",
@@ -53,10 +55,13 @@ __all__ = [
     "OutboundMail",
     "PendingAuthentication",
     "PendingAuthorization",
+    "PrivacyJob",
     "RecoveryCode",
     "RefreshToken",
     "Role",
     "RoleAssignment",
+    "SecurityEvent",
+    "SentMail",
     "SigningKey",
     "TokenRevocation",
     "TotpCredential",

@@ -13,28 +13,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from identity.database import rowcount
-from identity.models.base import utcnow
+from identity import deliveries
+from identity.deliveries import OK_STATUSES, RETRIES, SWEEP_INTERVAL
 from identity.models.oauth import BackchannelLogout, Client
 from identity.oauth.clients.fetch import FetchError, post_form
 from identity.oauth.tokens import TokenService
 
+__all__ = ["RETRIES", "SWEEP_INTERVAL", "BackchannelSender"]
+
 log = logging.getLogger("identity.backchannel")
-LEASE = timedelta(seconds=60)
-# Waits after each failed attempt; after the last one the logout is given up.
-RETRIES = (
-    timedelta(seconds=30),
-    timedelta(minutes=2),
-    timedelta(minutes=10),
-    timedelta(hours=1),
-)
-SWEEP_INTERVAL = 5.0
-OK_STATUSES = range(200, 300)
 
 
 class BackchannelSender:
@@ -44,51 +35,20 @@ class BackchannelSender:
 
     def deliver_due(self, session: Session, now: datetime | None = None, limit: int = 20) -> int:
         """Try what is due and not leased; returns how many were tried."""
-        moment = now or utcnow()
-        due = list(
-            session.execute(
-                select(BackchannelLogout.id)
-                .where(
-                    BackchannelLogout.next_attempt_at <= moment,
-                    or_(
-                        BackchannelLogout.claimed_until.is_(None),
-                        BackchannelLogout.claimed_until < moment,
-                    ),
-                )
-                .order_by(BackchannelLogout.next_attempt_at)
-                .limit(limit)
-            ).scalars()
-        )
-        session.rollback()
+        due = deliveries.due(session, BackchannelLogout, now, limit)
         return sum(self.deliver_one(session, row_id, now) for row_id in due)
 
     def deliver_one(self, session: Session, row_id: uuid.UUID, now: datetime | None = None) -> bool:
         """Lease one row, deliver it, then delete it or schedule the retry. No transaction
         is open while the client is called."""
-        moment = now or utcnow()
-        claimed = rowcount(
-            session.execute(
-                update(BackchannelLogout)
-                .where(
-                    BackchannelLogout.id == row_id,
-                    BackchannelLogout.next_attempt_at <= moment,
-                    or_(
-                        BackchannelLogout.claimed_until.is_(None),
-                        BackchannelLogout.claimed_until < moment,
-                    ),
-                )
-                .values(claimed_until=moment + LEASE)
-            )
-        )
-        if claimed != 1:
+        if not deliveries.lease(session, BackchannelLogout, row_id, now):
             session.commit()
             return False
         row = session.get(BackchannelLogout, row_id)
         client = session.get(Client, row.client_pk) if row is not None else None
         uri = client.meta.get("backchannel_logout_uri") if client is not None else None
         if row is None or client is None or not uri:
-            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
-            session.commit()
+            deliveries.done(session, BackchannelLogout, row_id)
             return True
         token = self.tokens.logout_token(
             session,
@@ -104,46 +64,20 @@ class BackchannelSender:
             error = None if status in OK_STATUSES else f"answered HTTP {status}"
         except FetchError as failure:
             error = str(failure.message)[:200]
+        extra = {"client_id": client_id}
         if error is None:
-            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
-            session.commit()
+            deliveries.done(session, BackchannelLogout, row_id)
             log.info(
-                "back-channel logout delivered",
-                extra={"event": "backchannel.delivered", "client_id": client_id},
+                "back-channel logout delivered", extra={"event": "backchannel.delivered", **extra}
             )
-            return True
-        self._failed(session, row_id, attempts, error, client_id=client_id, now=now)
-        return True
-
-    def _failed(
-        self,
-        session: Session,
-        row_id: uuid.UUID,
-        attempts: int,
-        error: str,
-        *,
-        client_id: str,
-        now: datetime | None,
-    ) -> None:
-        if attempts >= len(RETRIES):
-            session.execute(delete(BackchannelLogout).where(BackchannelLogout.id == row_id))
+        elif deliveries.failed(session, BackchannelLogout, row_id, attempts, error, now=now):
             log.warning(
                 "back-channel logout given up",
-                extra={"event": "backchannel.given_up", "client_id": client_id, "error": error},
+                extra={"event": "backchannel.given_up", "error": error, **extra},
             )
         else:
-            session.execute(
-                update(BackchannelLogout)
-                .where(BackchannelLogout.id == row_id)
-                .values(
-                    attempts=attempts + 1,
-                    next_attempt_at=(now or utcnow()) + RETRIES[attempts],
-                    claimed_until=None,
-                    last_error=error,
-                )
-            )
             log.info(
                 "back-channel logout failed, will retry",
-                extra={"event": "backchannel.retry", "client_id": client_id, "error": error},
+                extra={"event": "backchannel.retry", "error": error, **extra},
             )
-        session.commit()
+        return True

@@ -149,6 +149,21 @@ class TokenService:
             claims["sid"] = sid
         return self._sign(session, alg, {"typ": "logout+jwt"}, claims)
 
+    def security_event_token(
+        self, session: Session, client_id: str, alg: str, event: str, sub: str
+    ) -> str:
+        """A Security Event Token (RFC 8417) about one account, for one client: typed
+        ``secevent+jwt``, the subject as an issuer and subject pair (RFC 9493), no ``sub``
+        or ``exp`` of its own (RFC 8417 sections 2.2 and 4)."""
+        claims: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": client_id,
+            "iat": int(time.time()),
+            "jti": new_token(16),
+            "events": {event: {"subject": {"format": "iss_sub", "iss": self.issuer, "sub": sub}}},
+        }
+        return self._sign(session, alg, {"typ": "secevent+jwt"}, claims)
+
     def access_of(self, session: Session, ctx: GrantContext) -> dict[str, list[str]]:
         """The subject's roles and permissions for this client: every role it has here
         (directly, through groups, inherited), and of the permissions the client chose for

@@ -111,9 +111,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_backchannel_logouts")),
     )
-    op.create_index(
-        op.f("ix_backchannel_logouts_client_pk"), "backchannel_logouts", ["client_pk"]
-    )
+    op.create_index(op.f("ix_backchannel_logouts_client_pk"), "backchannel_logouts", ["client_pk"])
     op.create_index(
         op.f("ix_backchannel_logouts_next_attempt_at"), "backchannel_logouts", ["next_attempt_at"]
     )

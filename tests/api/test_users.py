@@ -410,8 +410,10 @@ def test_deleting_a_user(app: Flask, admin_api: Api, make_user: Any) -> None:
     problem(admin_api.get(f"/users/{alice}"), 404)
     problem(admin_api.delete(f"/users/{alice}"), 404)
     assert client.get("/account").status_code == 302
-    [event] = audit_events(app, "user.deleted")
-    assert event.subject_id == alice
+    # Deleting is erasing (GDPR-05): the record stays, the person's id does not.
+    [event] = audit_events(app, "gdpr.erased")
+    assert event.subject_id is None and event.subject_ref is not None
+    assert event.data["requested"] == "operator" and event.data["receipt"]
 
 
 def test_AUTHZ_08_the_last_active_admin_cannot_be_disabled_or_deleted(

@@ -105,6 +105,12 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False) -> int:
     """POST ``fields`` form-encoded to ``url`` under the rules above; returns the status.
     http is accepted only with ``allow_private`` (a loopback listener in development)."""
+    body = urlencode(fields)
+    return post(url, body, "application/x-www-form-urlencoded", allow_private=allow_private)
+
+
+def post(url: str, body: str, content_type: str, *, allow_private: bool = False) -> int:
+    """POST ``body`` to ``url`` under the rules above; returns the status."""
     parts = urlsplit(url)
     schemes = ("https", "http") if allow_private else ("https",)
     if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
@@ -121,11 +127,8 @@ def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False) 
         connection.request(
             "POST",
             path,
-            body=urlencode(fields),
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "User-Agent": "identity",
-            },
+            body=body,
+            headers={"Content-Type": content_type, "User-Agent": "identity"},
         )
         response = connection.getresponse()
         response.read(MAX_BYTES)

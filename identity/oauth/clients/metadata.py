@@ -74,19 +74,18 @@ def _valid_host(host: str) -> bool:
 BACKCHANNEL_LOOPBACK = (*LOOPBACK_HOSTS, "localhost")
 
 
-def check_backchannel_logout_uri(uri: Any) -> str:
+def check_backchannel_logout_uri(uri: Any, name: str = "backchannel_logout_uri") -> str:
     """OIDC Back-Channel Logout 2.2: an absolute https URI without a fragment (http only for
-    a loopback host, where delivery also needs IDENTITY_BACKCHANNEL_LOGOUT_ALLOW_PRIVATE)."""
+    a loopback host, where delivery also needs IDENTITY_BACKCHANNEL_LOGOUT_ALLOW_PRIVATE).
+    The same rules hold for ``security_event_uri`` (RFC 8935 push endpoint)."""
     if not isinstance(uri, str) or not uri or len(uri) > MAX_URI_LENGTH or uri != uri.strip():
-        raise InvalidClientMetadata("backchannel_logout_uri must be an absolute URI")
+        raise InvalidClientMetadata(f"{name} must be an absolute URI")
     parts = urlsplit(uri)
     loopback = parts.hostname in BACKCHANNEL_LOOPBACK
     if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        raise InvalidClientMetadata("backchannel_logout_uri must use https")
+        raise InvalidClientMetadata(f"{name} must use https")
     if not parts.hostname or parts.fragment or "#" in uri or parts.username or parts.password:
-        raise InvalidClientMetadata(
-            "backchannel_logout_uri must have a host and no fragment or user info"
-        )
+        raise InvalidClientMetadata(f"{name} must have a host and no fragment or user info")
     return uri
 
 
@@ -234,6 +233,11 @@ def normalize_metadata(  # noqa: PLR0912, PLR0915
         meta["backchannel_logout_session_required"] = bool(
             raw.get("backchannel_logout_session_required", False)
         )
+
+    events = raw.get("security_event_uri")
+    if events is not None:
+        # Where the client receives Security Event Tokens (RISC account-purged), RFC 8935.
+        meta["security_event_uri"] = check_backchannel_logout_uri(events, "security_event_uri")
 
     scope = raw.get("scope", "openid profile email")
     if not isinstance(scope, str):
