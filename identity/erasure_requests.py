@@ -44,6 +44,6 @@ def cancelled_by_sign_in(session: Session, user: User) -> bool:
     """A disabled account whose owner asked for its erasure comes back when they sign in
     with their password during the cooling-off period (not one an operator scheduled)."""
     job = pending(session, user.id)
-    if job is None or job.requested_by is not None or user.disabled_at is None:
+    if job is None or job.by_operator or user.disabled_at is None:
         return False
     return cancel(session, user)

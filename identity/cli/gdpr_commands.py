@@ -105,7 +105,7 @@ def erase(user: str, reason: str, now: bool, yes: bool) -> None:
             if now:
                 receipt = erasure.erase(target, reason=reason)
             else:
-                job = erasure.request(target, reason=reason, requested_by=None)
+                job = erasure.request(target, reason=reason, by_operator=True)
         except Conflict as error:  # the last active administrator (AUTHZ-08)
             raise click.ClickException(error.message) from None
         ctx.session.commit()

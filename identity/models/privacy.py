@@ -29,7 +29,9 @@ class PrivacyJob(Base):
     user_id: Mapped[uuid.UUID] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-    # The operator who asked, if not the person themselves.
+    # Asked by an operator (a command, the API), not by the person: signing in does not
+    # call it off. ``requested_by`` is that operator's account, when they have one.
+    by_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     requested_by: Mapped[uuid.UUID | None] = mapped_column(
         Uuid, ForeignKey("users.id", ondelete="SET NULL")
     )

@@ -46,7 +46,7 @@ def _html(export: dict[str, Any]) -> str:
 def build(export: dict[str, Any], schema: dict[str, Any], alg: str, kid: str, key: Key) -> bytes:
     """The ZIP of an export, signed with ``key`` (``kid``, ``alg``)."""
     contents = {
-        "data.json": json.dumps(export, indent=2, sort_keys=True).encode(),
+        "data.json": json.dumps(export, indent=2).encode(),  # in inventory order
         "schema.json": json.dumps(schema, indent=2, sort_keys=True).encode(),
         "index.html": _html(export).encode(),
     }

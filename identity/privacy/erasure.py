@@ -67,12 +67,14 @@ class Erasure:
         self,
         user: User,
         *,
+        by_operator: bool = False,
         requested_by: uuid.UUID | None = None,
         reason: str | None = None,
         actor: rbac.Principal | None = None,
     ) -> PrivacyJob:
-        """Schedule the erasure after the cooling-off period (the person's own request
-        when ``requested_by`` is None). Asking again changes nothing."""
+        """Schedule the erasure after the cooling-off period: the person's own request, or
+        an operator's (``by_operator``; ``requested_by`` their account, if any). Asking
+        again changes nothing."""
         rbac.require_outranks(self.session, actor, user.id)
         found = pending(self.session, user.id)
         if found is not None:
@@ -81,6 +83,7 @@ class Erasure:
         job = PrivacyJob(
             kind=ERASURE,
             user_id=user.id,
+            by_operator=by_operator,
             requested_by=requested_by,
             reason=reason,
             run_after=utcnow() + timedelta(days=days),
@@ -95,10 +98,10 @@ class Erasure:
         audit.record(
             self.session,
             "gdpr.erasure_requested",
-            actor_id=requested_by or user.id,
+            actor_id=requested_by or (None if by_operator else user.id),
             subject_id=user.id,
             cooling_off_days=days,
-            requested="operator" if requested_by else "self",
+            requested="operator" if by_operator else "self",
         )
         token = self.rt.links.sign(CANCEL, str(user.id), self._cancel_state(job))
         self.rt.mailer.send_template(

@@ -491,6 +491,7 @@ INVENTORY: dict[str, Table] = {
             "id": N,
             "kind": N,
             "user_id": USER,
+            "by_operator": N,
             "requested_by": p(IDENTIFIER, export=False),
             "reason": p(ACTIVITY, export=False, note="the operator's reason for an erasure"),
             "disabled_account": N,

@@ -131,9 +131,7 @@ def run_one(session: Session, rt: Runtime, job_id: uuid.UUID, now: datetime | No
         elif kind == ERASURE:
             user = session.get(User, job.user_id)
             if user is not None:
-                Erasure(session, rt).erase(
-                    user, by_operator=job.requested_by is not None, reason=job.reason
-                )
+                Erasure(session, rt).erase(user, by_operator=job.by_operator, reason=job.reason)
         session.commit()
         log.info("privacy job done", extra={"event": f"gdpr.{kind}_done", "job": str(job_id)})
     except Exception as error:  # any failure: retried, then given up, never lost silently

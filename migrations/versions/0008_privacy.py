@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("by_operator", sa.Boolean(), nullable=False),
         sa.Column("requested_by", sa.Uuid(), nullable=True),
         sa.Column("reason", sa.String(length=500), nullable=True),
         sa.Column("disabled_account", sa.Boolean(), nullable=False),

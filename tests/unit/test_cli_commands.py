@@ -6,7 +6,6 @@ through the client service, which publishes and audits the change."""
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 import pytest
