@@ -5,6 +5,7 @@ share. Everything is wired here; nothing else imports this module (``create_app`
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import lru_cache
 from inspect import iscoroutinefunction
 from typing import Any
@@ -48,6 +49,7 @@ from identity.oauth.token import views as token_views
 from identity.oauth.tokens import TokenService
 from identity.passwords import Hasher, PasswordPolicy
 from identity.privacy import jobs as privacy_jobs
+from identity.privacy import retention
 from identity.rbac.store import SnapshotCache
 from identity.runtime import Runtime, runtime
 from identity.security import (
@@ -252,8 +254,10 @@ def start_worker_threads(app: Flask) -> None:
     ChangeListener(rt.changes, engine).start()
 
     def purge_once() -> None:
+        grace = timedelta(days=rt.settings.retention_expired_grants_days)
         with app.app_context():
-            purge(db.session(), rt.settings.session_idle_timeout)
+            purge(db.session(), rt.settings.session_idle_timeout, grace=grace)
+            retention.apply(db.session(), rt)
 
     def sweep_once() -> None:
         with app.app_context():

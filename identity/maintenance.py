@@ -41,14 +41,20 @@ GRACE = timedelta(days=1)
 
 
 def purge(
-    session: Session, session_idle_timeout: int, now: datetime | None = None
+    session: Session,
+    session_idle_timeout: int,
+    now: datetime | None = None,
+    *,
+    grace: timedelta = GRACE,
 ) -> dict[str, int]:
+    """Delete what has expired; codes, device codes and ended refresh-token families
+    ``grace`` after (IDENTITY_RETENTION_EXPIRED_GRANTS_DAYS)."""
     now = now or utcnow()
     statements = {
         "authorization_codes": delete(AuthorizationCode).where(
-            AuthorizationCode.expires_at < now - GRACE
+            AuthorizationCode.expires_at < now - grace
         ),
-        "refresh_tokens": delete(RefreshToken).where(RefreshToken.family_expires_at < now - GRACE),
+        "refresh_tokens": delete(RefreshToken).where(RefreshToken.family_expires_at < now - grace),
         "token_revocations": delete(TokenRevocation).where(TokenRevocation.expires_at < now),
         "pending_authorizations": delete(PendingAuthorization).where(
             PendingAuthorization.expires_at < now
@@ -57,14 +63,14 @@ def purge(
             PendingAuthentication.expires_at < now
         ),
         "device_authorizations": delete(DeviceAuthorization).where(
-            DeviceAuthorization.expires_at < now - GRACE
+            DeviceAuthorization.expires_at < now - grace
         ),
         "used_jtis": delete(UsedJti).where(UsedJti.expires_at < now),
         "login_sessions": delete(LoginSession).where(
             (LoginSession.expires_at < now)
             | (LoginSession.last_seen_at < now - timedelta(seconds=session_idle_timeout))
         ),
-        "login_throttles": delete(LoginThrottle).where(LoginThrottle.last_failure_at < now - GRACE),
+        "login_throttles": delete(LoginThrottle).where(LoginThrottle.last_failure_at < now - grace),
     }
     counts = {name: rowcount(session.execute(stmt)) for name, stmt in statements.items()}
     session.commit()

@@ -325,6 +325,7 @@ class Accounts:
             browser, system = describe(user_agent)
             self._mail(user, "new_device", browser=browser, system=system, ip=ip or "unknown")
         user.last_sign_in_at = utcnow()
+        user.inactivity_warned_at = None  # back: no erasure for inactivity
         throttle.clear(self.session, email)
         throttle.clear(self.session, counter)
         audit.record(

@@ -182,11 +182,17 @@ def check(docs_path: Path | None) -> None:
 
 @cli.command()
 def purge() -> None:
-    """Delete expired codes, tokens, sessions and other short-lived rows (safe to repeat)."""
+    """Delete expired codes, tokens, sessions and other short-lived rows, and apply the
+    retention periods of personal data (safe to repeat)."""
+    from datetime import timedelta
+
     from identity.cli.context import command
     from identity.maintenance import purge as purge_expired
+    from identity.privacy import retention
 
     with command() as ctx:
-        counts = purge_expired(ctx.session, ctx.settings.session_idle_timeout)
+        grace = timedelta(days=ctx.settings.retention_expired_grants_days)
+        counts = purge_expired(ctx.session, ctx.settings.session_idle_timeout, grace=grace)
+        counts.update(retention.apply(ctx.session, ctx.runtime))
     for table, count in counts.items():
         click.echo(f"{table}: {count}")

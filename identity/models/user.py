@@ -36,6 +36,8 @@ class User(Base):
     # resends cannot bomb a mailbox, and a newer email-change link kills the older ones.
     verification_sent_at: Mapped[datetime | None]
     last_sign_in_at: Mapped[datetime | None]
+    # Retention of inactive accounts: when the owner was warned that it will be erased.
+    inactivity_warned_at: Mapped[datetime | None]
 
     # The roles given to the user directly and globally (not through a group, nor for one
     # client only): what `identity users list` shows. Effective roles come from identity.rbac.

@@ -85,6 +85,7 @@ INVENTORY: dict[str, Table] = {
             "reset_requested_at": WHEN,
             "verification_sent_at": WHEN,
             "last_sign_in_at": WHEN,
+            "inactivity_warned_at": WHEN,
         },
         owner="id",
     ),

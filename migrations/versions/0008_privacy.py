@@ -24,6 +24,10 @@ def _fk(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyCon
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(
+            sa.Column("inactivity_warned_at", sa.DateTime(timezone=True), nullable=True)
+        )
     op.create_table(
         "privacy_jobs",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -94,3 +98,5 @@ def downgrade() -> None:
     op.drop_table("sent_mails")
     op.drop_table("erasure_ledger")
     op.drop_table("privacy_jobs")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("inactivity_warned_at")
