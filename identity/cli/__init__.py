@@ -94,8 +94,8 @@ def cli(ctx: click.Context) -> None:
         gc.set_threshold(*DEFAULT_GC_THRESHOLD)
 
 
-def main() -> None:
-    gc.set_threshold(*START_UP_GC_THRESHOLD)
+def register_commands() -> click.Group:
+    """Import every command module, which registers its commands on ``cli``."""
     from identity.cli import (  # noqa: F401 - registers commands
         audit_commands,
         authz_commands,
@@ -107,6 +107,13 @@ def main() -> None:
         roles_commands,
         users,
     )
+
+    return cli
+
+
+def main() -> None:
+    gc.set_threshold(*START_UP_GC_THRESHOLD)
+    register_commands()
 
     try:
         cli(prog_name="identity")

@@ -330,3 +330,14 @@ def test_AUTHZ_08_the_last_administrator_cannot_be_erased(app: Flask, make_user:
     make_user("root@example.org", roles=("admin",))
     with pytest.raises(Conflict):
         _erase_now(app, "root@example.org")
+
+
+def test_GDPR_12_security_event_uri_follows_the_logout_uri_rules() -> None:
+    from identity.oauth.clients.metadata import InvalidClientMetadata, check_backchannel_logout_uri
+
+    name = "security_event_uri"
+    assert check_backchannel_logout_uri("https://rp.example/events", name)
+    assert check_backchannel_logout_uri("http://127.0.0.1:9000/events", name)
+    for bad in ("http://rp.example/events", "https://rp.example/e#x", "events", ""):
+        with pytest.raises(InvalidClientMetadata, match=name):
+            check_backchannel_logout_uri(bad, name)
