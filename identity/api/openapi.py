@@ -134,6 +134,8 @@ def _responses(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
     if op.response is not None:
         success["content"] = {"application/json": {"schema": refs[(op.response, "serialization")]}}
+    elif op.produces is not None:
+        success["content"] = {op.produces: {"schema": {"contentMediaType": op.produces}}}
     if op.etag and op.method in ("GET", "PATCH", "PUT", "POST"):
         success["headers"] = {"ETag": {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(op.status): success}

@@ -43,6 +43,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     description: str = ""
     name: str = ""  # the view's name: the OpenAPI operationId
+    produces: str | None = None  # a media type other than JSON the view answers with
 
 
 OPERATIONS: list[Operation] = []
@@ -62,6 +63,7 @@ def operation(
     status: int = 200,
     etag: bool = False,
     errors: tuple[int, ...] = (),
+    produces: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Response]]:
     def decorate(view: Callable[..., Any]) -> Callable[..., Response]:
         op = Operation(
@@ -78,6 +80,7 @@ def operation(
             errors,
             (view.__doc__ or "").strip(),
             view.__name__,
+            produces,
         )
         OPERATIONS.append(op)
 

@@ -60,6 +60,8 @@ MATRIX = [
     row("DELETE", "/users/{user_id}/sessions", MANAGERS, 204),
     row("GET", "/users/{user_id}/factors", DIRECTORY),
     row("DELETE", "/users/{user_id}/factors", MANAGERS, 204),
+    row("GET", "/users/{user_id}/export", MANAGERS),
+    row("POST", "/users/{user_id}/erasure", MANAGERS, 200, {"reason": "request 1"}),
     # Clients and the permissions they declare
     row("GET", "/clients", READERS),
     row("POST", "/clients", ADMIN, 201, NEW_CLIENT),
