@@ -18,6 +18,7 @@ from flask.typing import ResponseReturnValue
 from identity.accounts.forms import ConfirmForm, PasswordConfirmForm
 from identity.accounts.pages import limit_failures, see_other
 from identity.auth.service import Factors
+from identity.exceptions import Conflict
 from identity.extensions import db
 from identity.links import LinkError
 from identity.models.base import utcnow
@@ -110,7 +111,11 @@ def delete_account() -> ResponseReturnValue:
     if not _password_confirmed(PasswordConfirmForm()):
         flash("The password is not correct: your account stays.", "error")
         return see_other("privacy.privacy")
-    job = Erasure(db.session(), runtime()).request(user)
+    try:
+        job = Erasure(db.session(), runtime()).request(user)
+    except Conflict as refusal:  # the last active administrator (AUTHZ-08)
+        flash(f"Your account stays: {refusal.message}.", "error")
+        return see_other("privacy.privacy")
     response = see_other("accounts.sign_in")
     sign_out()
     flash(

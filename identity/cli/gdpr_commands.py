@@ -31,15 +31,26 @@ def gdpr() -> None:
     type=click.Path(dir_okay=False, exists=True),
     help="Rewrite the generated table inside this Markdown file.",
 )
-def inventory(markdown: bool, docs: str | None) -> None:
+@click.option(
+    "--schema",
+    type=click.Path(dir_okay=False),
+    help="Write the JSON Schema of data exports (data.json) to this file.",
+)
+def inventory(markdown: bool, docs: str | None, schema: str | None) -> None:
     """Every table and what it holds of people: purpose, retention, what erasure does,
     and each personal column's category and whether an export includes it."""
     # Deferred for start-up time, as every import of the commands below.
+    import json
     from pathlib import Path
 
     from identity.privacy import records
+    from identity.privacy.export import schema as export_schema
     from identity.privacy.inventory import INVENTORY, personal_columns
 
+    if schema:
+        Path(schema).write_text(json.dumps(export_schema(), indent=2, sort_keys=True) + "\n")
+        click.echo(f"wrote {schema}")
+        return
     if docs:
         path = Path(docs)
         path.write_text(records.replace_block(path.read_text()))

@@ -79,6 +79,7 @@ class Erasure:
         found = pending(self.session, user.id)
         if found is not None:
             return found
+        self._refuse_last_admin(user)
         days = self.settings.gdpr_cooling_off_days
         job = PrivacyJob(
             kind=ERASURE,
@@ -211,10 +212,7 @@ class Erasure:
     def _remove(self, user: User) -> None:
         """What every erasure does: the person out of the audit trail, then the account
         and everything that cascades from it."""
-        if rbac.is_admin(self.session, user.id):
-            with self.session.begin_nested():  # undone alone when refused
-                user.disabled_at = user.disabled_at or utcnow()
-                rbac.ensure_admin_remains(self.session)
+        self._refuse_last_admin(user)
         login_sessions.end_all(self.session, user.id)
         audit.erase_personal_data(self.session, user.id)
         # Invitations name the person by address: the one they used, and any still open.
@@ -227,6 +225,14 @@ class Erasure:
         self.session.execute(delete(TokenRevocation).where(TokenRevocation.key == f"sub:{user.id}"))
         self.session.delete(user)
         self.session.flush()
+
+    def _refuse_last_admin(self, user: User) -> None:
+        """Conflict when the user is the last active administrator (AUTHZ-08): counted as
+        gone already, as they are once this transaction commits."""
+        if rbac.is_admin(self.session, user.id):
+            with self.session.begin_nested():  # undone alone when refused
+                user.disabled_at = user.disabled_at or utcnow()
+                rbac.ensure_admin_remains(self.session)
 
     def _tell_clients(self, user_id: uuid.UUID) -> int:
         """Queue the account-purged event for each client the person consented to or held

@@ -46,11 +46,17 @@ def _rows(session: Session, table: str, user_id: uuid.UUID) -> list[dict[str, An
     if table == "audit_events":  # the records about the person, and those of their acts
         match = or_(match, model.c.actor_id == user_id)
     order = model.c.seq if table == "audit_events" else model.primary_key.columns.values()[0]
-    statement = select(*(model.c[c] for c in columns)).where(match).order_by(order)
-    return [
-        {c: _json(SHAPES.get((table, c), lambda v: v)(row[c])) for c in columns}
-        for row in session.execute(statement).mappings()
-    ]
+    extra = [model.c.subject_id.label("about")] if table == "audit_events" else []
+    statement = select(*(model.c[c] for c in columns), *extra).where(match).order_by(order)
+    rows = []
+    for row in session.execute(statement).mappings():
+        shaped = {c: _json(SHAPES.get((table, c), lambda v: v)(row[c])) for c in columns}
+        if extra and row["about"] != user_id:
+            # The person acted on someone else (or no one): the emails and names the record
+            # names are not theirs to have (GDPR-02); their own address and agent are.
+            shaped["personal"] = None
+        rows.append(shaped)
+    return rows
 
 
 def sections(session: Session, user: User) -> Iterator[tuple[str, list[dict[str, Any]]]]:

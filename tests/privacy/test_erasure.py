@@ -341,3 +341,15 @@ def test_GDPR_12_security_event_uri_follows_the_logout_uri_rules() -> None:
     for bad in ("http://rp.example/events", "https://rp.example/e#x", "events", ""):
         with pytest.raises(InvalidClientMetadata, match=name):
             check_backchannel_logout_uri(bad, name)
+
+
+def test_AUTHZ_08_the_last_administrator_cannot_ask_to_be_deleted(
+    app: Flask, make_user: Any
+) -> None:
+    make_user("root@example.org", roles=("admin",))
+    browser = app.test_client()
+    assert sign_in(browser, "root@example.org").status_code == 303
+    refused = _delete_form(browser, PASSWORD)
+    assert refused.status_code == 303 and refused.headers["Location"] == "/account/privacy"
+    assert "would leave no active administrator" in browser.get("/account/privacy").data.decode()
+    assert browser.get("/account").status_code == 200  # still signed in, still enabled

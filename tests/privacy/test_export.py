@@ -219,7 +219,30 @@ def test_GDPR_09_an_export_job_runs_once_even_if_asked_twice(
 
 
 def test_GDPR_01_the_published_schema_is_current() -> None:
-    """docs/export-schema.json is what the server writes in every bundle."""
+    """docs/export-schema.json is what the server writes in every bundle (regenerate it with
+    `identity gdpr inventory --schema docs/export-schema.json`)."""
     from identity.privacy import export
 
     assert json.loads(SCHEMA.read_text()) == export.schema()
+
+
+def test_GDPR_02_no_one_else_s_details_are_exported(
+    app: Flask,
+    client: FlaskClient,
+    flow: Flow,
+    rp: RegisteredClient,
+    mailbox: Mailbox,
+    user: uuid.UUID,
+) -> None:
+    """A record of Alice acting on someone else keeps that person's email out of her export."""
+    from identity import audit
+    from identity.extensions import db
+
+    with app.app_context():
+        audit.record(db.session, "invitation.create", actor_id=user, email="carol@example.org")
+        db.session.commit()
+    flow.authorize(rp)
+    _ask(client)
+    run_jobs(app)
+    data = _members(_download(client, mailbox.last_link(EMAIL)).data)["data.json"].decode()
+    assert "invitation.create" in data and "carol@example.org" not in data
