@@ -24,10 +24,9 @@ def _fk(table: str, column: str, target: str, ondelete: str) -> sa.ForeignKeyCon
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(
-            sa.Column("inactivity_warned_at", sa.DateTime(timezone=True), nullable=True)
-        )
+    # Plain ALTER TABLE on both databases: a batch rebuild of users on SQLite would drop
+    # the table, and with it (ON DELETE CASCADE) every row that refers to an account.
+    op.add_column("users", sa.Column("inactivity_warned_at", sa.DateTime(timezone=True)))
     op.create_table(
         "privacy_jobs",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -98,5 +97,4 @@ def downgrade() -> None:
     op.drop_table("sent_mails")
     op.drop_table("erasure_ledger")
     op.drop_table("privacy_jobs")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("inactivity_warned_at")
+    op.execute("ALTER TABLE users DROP COLUMN inactivity_warned_at")  # SQLite 3.35+
