@@ -104,7 +104,11 @@ class Erasure:
             cooling_off_days=days,
             requested="operator" if by_operator else "self",
         )
-        token = self.rt.links.sign(CANCEL, str(user.id), self._cancel_state(job))
+        self.session.flush()  # the job's id, which the cancel link is bound to
+        link = None
+        if not by_operator:  # an operator's request is the operator's to call off
+            token = self.rt.links.sign(CANCEL, str(user.id), self._cancel_state(job))
+            link = f"{self.settings.issuer}/account/delete/cancel/{token}"
         self.rt.mailer.send_template(
             self.session,
             user.email,
@@ -112,9 +116,8 @@ class Erasure:
             user_id=user.id,
             issuer=self.settings.issuer,
             erase_on=job.run_after,
-            link=f"{self.settings.issuer}/account/delete/cancel/{token}",
+            link=link,
         )
-        self.session.flush()
         return job
 
     def cancel(self, user: User, *, actor_id: uuid.UUID | None = None) -> bool:
@@ -131,7 +134,9 @@ class Erasure:
         except ValueError:
             raise LinkError() from None
         job = pending(self.session, user.id) if user is not None else None
-        if user is None or job is None or fingerprint(self._cancel_state(job)) != fp:
+        if user is None or job is None or job.by_operator:
+            raise LinkError()
+        if fingerprint(self._cancel_state(job)) != fp:
             raise LinkError()
         self.cancel(user)
         return user

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 
 from tests.api.conftest import Api
-from tests.conftest import sign_in
+from tests.conftest import Mailbox, sign_in
 from tests.functional.conftest import audit_events
 from tests.privacy.helpers import later, run_jobs
 
@@ -31,7 +31,7 @@ def test_GDPR_01_operators_export_a_user_through_the_api(
 
 
 def test_GDPR_05_operators_erase_with_a_reason_now_or_later(
-    app: Flask, admin_api: Api, make_user: Any
+    app: Flask, admin_api: Api, make_user: Any, mailbox: Mailbox
 ) -> None:
     alice = make_user("alice@example.org")
     bob = make_user("bob@example.org")
@@ -41,6 +41,8 @@ def test_GDPR_05_operators_erase_with_a_reason_now_or_later(
     later_one = admin_api.post(f"/users/{bob}/erasure", json={"reason": "request 2"})
     assert later_one.status_code == 200 and later_one.json["erase_on"]
     assert later_one.json["erased"] is False and later_one.json["receipt_id"] is None
+    notice = mailbox.to("bob@example.org")[-1].get_content()
+    assert "as its operators decided" in notice and "/account/delete/cancel/" not in notice
     assert sign_in(app.test_client(), "bob@example.org").status_code == 200  # disabled
     assert run_jobs(app, later(8)) == 1
     assert admin_api.get(f"/users/{bob}").status_code == 404
