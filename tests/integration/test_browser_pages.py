@@ -43,7 +43,10 @@ PHONE = {"width": 360, "height": 740}
 
 
 def fits(page: Any) -> None:
-    """The page does not scroll sideways at its viewport width."""
+    """The page does not scroll sideways at its viewport width. Measured once the page has
+    loaded: a URL assertion passes as soon as the document arrives, and on a busy machine
+    (CI) its stylesheet, which does the wrapping, could still be on its way."""
+    page.wait_for_load_state("load")
     scroll, client = page.evaluate(
         "() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
     )
