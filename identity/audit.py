@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, or_, select, update
+from sqlalchemy import Text, case, cast, delete, null, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from identity.database import rowcount
@@ -148,11 +148,16 @@ def personal_digest(entry: AuditEvent) -> str:
     return hashlib.sha256((str(personal.get("salt", "")) + canonical).encode()).hexdigest()
 
 
-def erase_personal_data(session: Session, user_id: uuid.UUID) -> int:
+def erase_personal_data(session: Session, user_id: uuid.UUID, email: str | None = None) -> int:
     """Remove the user from the trail: their id wherever it is, the personal details of
-    every record they took part in (the salt with them), and their pseudonym's link to
-    them. The chain stays intact. Returns how many records were changed."""
+    every record they took part in or that names their ``email`` (a failed sign-in, an
+    invitation), the salt with them, and their pseudonym's link to them. The chain stays
+    intact. Returns how many records were changed."""
     involved = or_(AuditEvent.actor_id == user_id, AuditEvent.subject_id == user_id)
+    if email:
+        # JSON as text on both databases: the address as the record holds it, quoted.
+        named = cast(AuditEvent.personal, Text).contains(json.dumps(email), autoescape=True)
+        involved = or_(involved, named)
 
     def without(column: Any) -> Any:
         return case((column == user_id, None), else_=column)
@@ -166,7 +171,7 @@ def erase_personal_data(session: Session, user_id: uuid.UUID) -> int:
                 subject_id=without(AuditEvent.subject_id),
                 ip=None,
                 user_agent=None,
-                personal=None,
+                personal=null(),  # SQL NULL: None would store JSON null
             )
             .execution_options(synchronize_session=False)
         )
@@ -182,8 +187,9 @@ def erase_origins(session: Session, before: datetime) -> int:
     return rowcount(
         session.execute(
             update(AuditEvent)
-            .where(AuditEvent.occurred_at < before, AuditEvent.personal.is_not(None))
-            .values(ip=None, user_agent=None, personal=None)
+            .where(AuditEvent.occurred_at < before, AuditEvent.personal_digest.is_not(None))
+            .where(or_(AuditEvent.ip.is_not(None), AuditEvent.personal.is_not(None)))
+            .values(ip=None, user_agent=None, personal=null())
             .execution_options(synchronize_session=False)
         )
     )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from identity import audit
+from identity import audit, erasure_requests
 from identity.accounts.emails import normalize_email
 from identity.accounts.service import clean_name
 from identity.exceptions import Conflict, NotFound
@@ -64,6 +64,7 @@ def set_disabled(
                 rbac.ensure_admin_remains(session)
         login_sessions.end_all(session, user.id)
         revoke_user_tokens(session, user.id, access_token_lifetime)
+        erasure_requests.disabled_by_someone_else(session, user.id)
     else:
         user.disabled_at = None
     event = "user.disabled" if disabled else "user.enabled"

@@ -120,7 +120,7 @@ def delete_account() -> ResponseReturnValue:
     sign_out()
     flash(
         f"Your account is disabled and will be erased on {job.run_after:%Y-%m-%d}. "
-        "Signing in again before then, or the link we mailed you, cancels it.",
+        "The link we mailed you cancels it until then.",
         "success",
     )
     return response

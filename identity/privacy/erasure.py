@@ -76,9 +76,11 @@ class Erasure:
         an operator's (``by_operator``; ``requested_by`` their account, if any). Asking
         again changes nothing."""
         rbac.require_outranks(self.session, actor, user.id)
+        self.session.refresh(user, with_for_update=True)  # one request at a time per user
         found = pending(self.session, user.id)
         if found is not None:
             return found
+        was_active = user.disabled_at is None
         self._refuse_last_admin(user)
         days = self.settings.gdpr_cooling_off_days
         job = PrivacyJob(
@@ -88,12 +90,11 @@ class Erasure:
             requested_by=requested_by,
             reason=reason,
             run_after=utcnow() + timedelta(days=days),
-            disabled_account=user.disabled_at is None,
+            disabled_account=was_active,
             attempts=0,
         )
         self.session.add(job)
-        if user.disabled_at is None:
-            user.disabled_at = utcnow()
+        user.disabled_at = user.disabled_at or utcnow()
         login_sessions.end_all(self.session, user.id)
         revoke_user_tokens(self.session, user.id, self.settings.access_token_lifetime)
         audit.record(
@@ -167,11 +168,12 @@ class Erasure:
         requested = "operator" if by_operator else "self"
         queue_backchannel_logouts(self.session, user_id=user_id)
         told = self._tell_clients(user_id)
+        # No subject: the receipt is also in the ledger, whose keyed hash of the id must
+        # not lead back to the pseudonym of the person's other records.
         audit.record(
             self.session,
             "gdpr.erased",
-            actor_id=requested_by or (None if by_operator else user_id),
-            subject_id=user_id,
+            actor_id=requested_by,
             client_id=client_id,
             receipt=receipt_id,
             requested=requested,
@@ -206,9 +208,7 @@ class Erasure:
         for user in list(self.session.execute(select(User)).scalars()) if ledger else []:
             receipt = ledger.get(subject_hash(self.rt.secret_key, user.id))
             if receipt is not None:
-                audit.record(
-                    self.session, "gdpr.erasure_reapplied", subject_id=user.id, receipt=receipt
-                )
+                audit.record(self.session, "gdpr.erasure_reapplied", receipt=receipt)
                 self._remove(user)
                 done.append(receipt)
         self.session.flush()
@@ -219,7 +219,7 @@ class Erasure:
         and everything that cascades from it."""
         self._refuse_last_admin(user)
         login_sessions.end_all(self.session, user.id)
-        audit.erase_personal_data(self.session, user.id)
+        audit.erase_personal_data(self.session, user.id, user.email)
         # Invitations name the person by address: the one they used, and any still open.
         self.session.execute(
             delete(Invitation).where(

@@ -46,15 +46,23 @@ def _rows(session: Session, table: str, user_id: uuid.UUID) -> list[dict[str, An
     if table == "audit_events":  # the records about the person, and those of their acts
         match = or_(match, model.c.actor_id == user_id)
     order = model.c.seq if table == "audit_events" else model.primary_key.columns.values()[0]
-    extra = [model.c.subject_id.label("about")] if table == "audit_events" else []
+    extra = (
+        [model.c.subject_id.label("about"), model.c.actor_id.label("by")]
+        if table == "audit_events"
+        else []
+    )
     statement = select(*(model.c[c] for c in columns), *extra).where(match).order_by(order)
     rows = []
     for row in session.execute(statement).mappings():
         shaped = {c: _json(SHAPES.get((table, c), lambda v: v)(row[c])) for c in columns}
         if extra and row["about"] != user_id:
             # The person acted on someone else (or no one): the emails and names the record
-            # names are not theirs to have (GDPR-02); their own address and agent are.
+            # names are not theirs to have (GDPR-02).
             shaped["personal"] = None
+        if extra and row["by"] != user_id:
+            # Someone else acted (an operator, a stranger guessing the password): the
+            # address and browser are theirs, not the person's.
+            shaped["ip"] = shaped["user_agent"] = None
         rows.append(shaped)
     return rows
 

@@ -35,6 +35,7 @@ log = logging.getLogger("identity.privacy")
 LEASE = timedelta(minutes=5)
 SWEEP_INTERVAL = 5.0  # a requested export is mailed within seconds
 MAX_ATTEMPTS = 5
+PARKED = timedelta(days=3650)
 MAX_TOKEN_LENGTH = 100  # the download token is 43 characters; longer is not worth a query
 
 
@@ -53,11 +54,17 @@ def request_export(
     session: Session, user: User, *, requested_by: uuid.UUID | None = None
 ) -> PrivacyJob:
     """Queue a data export of ``user``; one being built already is returned instead."""
-    waiting = session.execute(
-        select(PrivacyJob).where(
-            PrivacyJob.user_id == user.id, PrivacyJob.kind == EXPORT, PrivacyJob.ready_at.is_(None)
+    waiting = (
+        session.execute(
+            select(PrivacyJob).where(
+                PrivacyJob.user_id == user.id,
+                PrivacyJob.kind == EXPORT,
+                PrivacyJob.ready_at.is_(None),
+            )
         )
-    ).scalar_one_or_none()
+        .scalars()
+        .first()
+    )
     if waiting is not None:
         return waiting
     job = PrivacyJob(kind=EXPORT, user_id=user.id, requested_by=requested_by, attempts=0)
@@ -129,21 +136,26 @@ def run_one(session: Session, rt: Runtime, job_id: uuid.UUID, now: datetime | No
         if kind == EXPORT:
             _finish_export(session, rt, job, moment)
         elif kind == ERASURE:
-            user = session.get(User, job.user_id)
+            by_operator, reason, user_id = job.by_operator, job.reason, job.user_id
+            # Taken in this transaction: a cancel that committed since the lease wins.
+            taken = session.execute(delete(PrivacyJob).where(PrivacyJob.id == job_id))
+            user = session.get(User, user_id) if rowcount(taken) == 1 else None
             if user is not None:
-                Erasure(session, rt).erase(user, by_operator=job.by_operator, reason=job.reason)
+                Erasure(session, rt).erase(user, by_operator=by_operator, reason=reason)
         session.commit()
         log.info("privacy job done", extra={"event": f"gdpr.{kind}_done", "job": str(job_id)})
-    except Exception as error:  # any failure: retried, then given up, never lost silently
+    except Exception as error:  # noqa: BLE001 - any failure: retried, then given up, logged
         session.rollback()
-        log.exception(
-            "privacy job failed", extra={"event": f"gdpr.{kind}_failed", "job": str(job_id)}
-        )
-        message = f"{type(error).__name__}"[:200]
-        values: dict[str, object] = {"last_error": message}
-        if attempts >= MAX_ATTEMPTS:
-            values["run_after"] = moment + timedelta(days=3650)  # parked for an operator
-        session.execute(update(PrivacyJob).where(PrivacyJob.id == job_id).values(**values))
+        message = type(error).__name__[:200]  # the type only: messages may hold addresses
+        extra = {"event": f"gdpr.{kind}_failed", "job": str(job_id), "error": message}
+        log.error("privacy job failed", extra=extra)
+        statement = update(PrivacyJob).where(PrivacyJob.id == job_id)
+        if attempts < MAX_ATTEMPTS:
+            session.execute(statement.values(last_error=message))
+        elif kind == EXPORT:  # given up: the person may ask again
+            session.execute(delete(PrivacyJob).where(PrivacyJob.id == job_id))
+        else:  # an erasure is parked for an operator (identity gdpr erase --now)
+            session.execute(statement.values(last_error=message, run_after=moment + PARKED))
         session.commit()
     return True
 

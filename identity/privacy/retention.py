@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from identity import audit
 from identity.database import rowcount
+from identity.exceptions import Conflict
 from identity.models.base import utcnow
 from identity.models.privacy import SentMail
 from identity.models.session import LoginSession
@@ -116,7 +117,15 @@ def _erase_inactive(session: Session, rt: Runtime, now: datetime) -> int:
             .limit(BATCH)
         ).scalars()
     )
-    erasure = Erasure(session, rt)
+    erasure, erased = Erasure(session, rt), 0
     for user in users:
-        erasure.erase(user, reason="inactive account (retention)")
-    return len(users)
+        try:
+            with session.begin_nested():
+                erasure.erase(user, reason="inactive account (retention)")
+            erased += 1
+        except Conflict:  # the last active administrator stays, and the rest goes on
+            log.warning(
+                "inactive account kept: the last administrator",
+                extra={"event": "gdpr.retention_kept", "user_id": str(user.id)},
+            )
+    return erased

@@ -509,7 +509,8 @@ def assign(
         subject_id=principal.id if principal.kind == "user" else None,
         role=role.name,
         principal=principal.kind,
-        principal_id=str(principal.id),
+        # A user is the record's subject (erasable); a group or client is named here.
+        principal_id=None if principal.kind == "user" else str(principal.id),
         scope=str(scope) if scope else None,
     )
     _changed(session)
@@ -538,7 +539,9 @@ def unassign(
         actor_id=actor_user(actor),
         subject_id=assignment.user_id,
         role=role.name if role else None,
-        principal_id=str(assignment.user_id or assignment.group_id or assignment.client_pk),
+        principal_id=str(assignment.group_id or assignment.client_pk)
+        if assignment.user_id is None
+        else None,
         scope=str(assignment.scope_client_pk) if assignment.scope_client_pk else None,
     )
     _changed(session)

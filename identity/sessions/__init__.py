@@ -63,6 +63,10 @@ def sign_in(user: User, amr: list[str], acr: str | None = None) -> None:
         user_agent=request.user_agent.string,
         sid=carried_sid,
     )
+    # Every way of signing in (password, passkey, second step) counts as activity: the
+    # inactive-account retention starts over.
+    user.last_sign_in_at = record.created_at
+    user.inactivity_warned_at = None
     # A new Flask session too, so the CSRF token from before sign-in is not reused.
     session.clear()
     g.user = user

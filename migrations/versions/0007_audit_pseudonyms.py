@@ -170,7 +170,7 @@ def upgrade() -> None:
             "actor_ref": ref(row["actor_id"]),
             "subject_ref": ref(row["subject_id"]),
             "data": data,
-            "personal": None,
+            "personal": sa.null(),  # SQL NULL: None would store JSON null
             "personal_digest": None,
         }
         if gone:  # a user deleted before this revision: erased, as deletion is now

@@ -68,11 +68,13 @@ def _delete_form(client: FlaskClient, password: str) -> Any:
 
 def _give_everything(app: Flask, user_id: uuid.UUID) -> None:
     """Second factors, a group and a role, an invitation used, as a full account has."""
+    from identity import audit
     from identity.extensions import db
     from identity.models.base import utcnow
     from identity.models.mfa import RecoveryCode, TotpCredential, WebAuthnCredential
-    from identity.models.rbac import Group, Role, RoleAssignment, group_members
+    from identity.models.rbac import Group, Role, group_members
     from identity.models.user import Invitation
+    from identity.rbac import service as rbac
 
     with app.app_context():
         session = db.session
@@ -91,7 +93,11 @@ def _give_everything(app: Flask, user_id: uuid.UUID) -> None:
         session.add_all([group, role])
         session.flush()
         session.execute(group_members.insert().values(group_id=group.id, user_id=user_id))
-        session.add(RoleAssignment(role_id=role.id, user_id=user_id))
+        rbac.assign(session, role, rbac.Principal("user", user_id))  # audited
+        # Records that name the address without naming the account: an invitation, and a
+        # failed sign-in while the address was throttled.
+        audit.record(session, "invitation.create", email=EMAIL)
+        audit.record(session, "user.sign_in", outcome="failure", reason="throttled", email=EMAIL)
         session.add(
             Invitation(
                 token_hash="i" * 64,
@@ -353,3 +359,51 @@ def test_AUTHZ_08_the_last_administrator_cannot_ask_to_be_deleted(
     assert refused.status_code == 303 and refused.headers["Location"] == "/account/privacy"
     assert "would leave no active administrator" in browser.get("/account/privacy").data.decode()
     assert browser.get("/account").status_code == 200  # still signed in, still enabled
+
+
+def test_GDPR_14_a_second_factor_holder_cancels_by_link_not_by_password(
+    app: Flask, browser: FlaskClient, user: uuid.UUID
+) -> None:
+    """The password alone does not prove someone with a second factor: signing in does not
+    bring the account back (the mailed link does)."""
+    from identity.extensions import db
+    from identity.models.base import utcnow
+    from identity.models.mfa import TotpCredential
+
+    assert sign_in(browser, EMAIL).status_code == 303
+    _delete_form(browser, PASSWORD)
+    with app.app_context():
+        db.session.add(TotpCredential(user_id=user, sealed_secret="v1.x", confirmed_at=utcnow()))
+        db.session.commit()
+    assert sign_in(app.test_client(), EMAIL).status_code == 200  # still disabled
+    assert run_jobs(app, later(8)) == 1  # and erased in time
+
+
+def test_GDPR_14_an_account_an_operator_disabled_meanwhile_stays_disabled(
+    app: Flask, browser: FlaskClient, user: uuid.UUID, mailbox: Mailbox
+) -> None:
+    from identity.accounts.management import set_disabled
+    from identity.extensions import db
+    from identity.models.user import User
+
+    assert sign_in(browser, EMAIL).status_code == 303
+    _delete_form(browser, PASSWORD)
+    link = mailbox.last_link(EMAIL)
+    with app.app_context():
+        set_disabled(db.session, db.session.get(User, user), True, access_token_lifetime=600)
+        db.session.commit()
+    assert sign_in(app.test_client(), EMAIL).status_code == 200  # no way back by signing in
+    form_post(app.test_client(), link, {})  # the link calls the erasure off, no more
+    assert sign_in(app.test_client(), EMAIL).status_code == 200
+    assert run_jobs(app, later(8)) == 0 and user_id_of(app, EMAIL) == user
+
+
+def test_AUTHZ_08_an_administrator_who_changes_their_mind_is_enabled_again(
+    app: Flask, make_user: Any, mailbox: Mailbox
+) -> None:
+    make_user("root@example.org", roles=("admin",))
+    make_user("second@example.org", roles=("admin",))
+    browser = app.test_client()
+    assert sign_in(browser, "second@example.org").status_code == 303
+    assert _delete_form(browser, PASSWORD).headers["Location"] == "/sign-in"
+    assert sign_in(app.test_client(), "second@example.org").status_code == 303

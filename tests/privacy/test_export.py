@@ -240,9 +240,13 @@ def test_GDPR_02_no_one_else_s_details_are_exported(
 
     with app.app_context():
         audit.record(db.session, "invitation.create", actor_id=user, email="carol@example.org")
+        db.session.info[audit.ORIGIN] = audit.Origin(ip="198.51.100.200", user_agent="ops/1")
+        audit.record(db.session, "user.disabled", subject_id=user)  # an operator's request
+        db.session.info.pop(audit.ORIGIN)
         db.session.commit()
     flow.authorize(rp)
     _ask(client)
     run_jobs(app)
     data = _members(_download(client, mailbox.last_link(EMAIL)).data)["data.json"].decode()
     assert "invitation.create" in data and "carol@example.org" not in data
+    assert "user.disabled" in data and "198.51.100.200" not in data and "ops/1" not in data

@@ -42,6 +42,7 @@ def test_GDPR_13_origins_and_sent_mail_go_after_their_periods(
     assert _apply(app, 29)["audit_origins"] == 0
     counts = _apply(app, 31)
     assert counts["audit_origins"] >= 1 and counts["session_origins"] == 1
+    assert _apply(app, 32)["audit_origins"] == 0  # what was removed is not counted again
     assert counts["sent_mails"] == 0
     assert _apply(app, 91)["sent_mails"] == 1
     with app.app_context():
@@ -95,3 +96,18 @@ def test_GDPR_13_erasing_without_a_warning_first_is_refused_by_the_settings(
 
     with pytest.raises(ValidationError, match="owners are warned before erasure"):
         test_settings(tmp_path, "sqlite://", retention_inactive_erase_days=30)
+
+
+def test_GDPR_13_an_inactive_last_administrator_stays_and_the_rest_goes_on(
+    app_factory: Any, make_user: Any
+) -> None:
+    app = app_factory(retention_inactive_warn_days=10, retention_inactive_erase_days=20)
+    from identity.extensions import db
+    from identity.models.user import User
+
+    root = make_user("root@example.org", roles=("admin",))
+    alice = make_user(EMAIL)
+    _apply(app, 11)
+    assert _apply(app, 22)["inactive_erased"] == 1
+    with app.app_context():
+        assert db.session.get(User, root) is not None and db.session.get(User, alice) is None
