@@ -410,9 +410,10 @@ def test_deleting_a_user(app: Flask, admin_api: Api, make_user: Any) -> None:
     problem(admin_api.get(f"/users/{alice}"), 404)
     problem(admin_api.delete(f"/users/{alice}"), 404)
     assert client.get("/account").status_code == 302
-    # Deleting is erasing (GDPR-05): the record stays, the person's id does not.
+    # Deleting is erasing (GDPR-05): the record stays and names no one (not even by the
+    # pseudonym, which its receipt in the ledger could lead back to).
     [event] = audit_events(app, "gdpr.erased")
-    assert event.subject_id is None and event.subject_ref is not None
+    assert event.subject_id is None and event.subject_ref is None
     assert event.data["requested"] == "operator" and event.data["receipt"]
 
 
