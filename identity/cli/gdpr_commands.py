@@ -179,24 +179,20 @@ def export(user: str, output: str) -> None:
 
     from identity import audit
     from identity.cli.context import command
-    from identity.privacy import bundle
-    from identity.privacy import export as collecting
+    from identity.exceptions import InvalidInput
     from identity.privacy.inventory import exported_tables
+    from identity.privacy.jobs import build_bundle
 
     with command() as ctx:
         target = _find(ctx.session, user)
-        rt = ctx.runtime
-        alg = ctx.settings.signing_alg
-        ring = rt.keys.ring(ctx.session)
-        if alg not in ring.signing:
-            raise click.ClickException(f"no active {alg} signing key; run `identity init`")
-        kid, key = ring.signing[alg]
         tables = exported_tables()
         with click.progressbar(length=len(tables), label="gathering", file=sys.stderr) as bar:
-            data = collecting.collect(
-                ctx.session, target, ctx.settings.issuer, progress=lambda _: bar.update(1)
-            )
-        packed = bundle.build(data, collecting.schema(), alg, kid, key)
+            try:
+                packed = build_bundle(
+                    ctx.session, ctx.runtime, target, progress=lambda _: bar.update(1)
+                )
+            except InvalidInput as error:  # no signing key
+                raise click.ClickException(error.message) from None
         audit.record(ctx.session, "gdpr.export_by_operator", subject_id=target.id)
         path = Path(output)
         temporary = path.with_name(f".{path.name}.partial")

@@ -12,72 +12,25 @@ survive restarts and a row leased by a worker that died is taken again when its 
 from __future__ import annotations
 
 import logging
-import uuid
-from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy.orm import Session
 
-from identity import deliveries
-from identity.deliveries import OK_STATUSES, RETRIES, SWEEP_INTERVAL
+from identity.deliveries import RETRIES, SWEEP_INTERVAL
 from identity.models.oauth import BackchannelLogout, Client
-from identity.oauth.clients.fetch import FetchError, post_form
-from identity.oauth.tokens import TokenService
+from identity.oauth.notices import ClientNoticeSender
 
 __all__ = ["RETRIES", "SWEEP_INTERVAL", "BackchannelSender"]
 
-log = logging.getLogger("identity.backchannel")
 
+class BackchannelSender(ClientNoticeSender):
+    model = BackchannelLogout
+    uri_key = "backchannel_logout_uri"
+    event = "backchannel"
+    noun = "back-channel logout"
+    log = logging.getLogger("identity.backchannel")
 
-class BackchannelSender:
-    def __init__(self, tokens: TokenService, *, allow_private: bool = False) -> None:
-        self.tokens = tokens
-        self.allow_private = allow_private
-
-    def deliver_due(self, session: Session, now: datetime | None = None, limit: int = 20) -> int:
-        """Try what is due and not leased; returns how many were tried."""
-        due = deliveries.due(session, BackchannelLogout, now, limit)
-        return sum(self.deliver_one(session, row_id, now) for row_id in due)
-
-    def deliver_one(self, session: Session, row_id: uuid.UUID, now: datetime | None = None) -> bool:
-        """Lease one row, deliver it, then delete it or schedule the retry. No transaction
-        is open while the client is called."""
-        if not deliveries.lease(session, BackchannelLogout, row_id, now):
-            session.commit()
-            return False
-        row = session.get(BackchannelLogout, row_id)
-        client = session.get(Client, row.client_pk) if row is not None else None
-        uri = client.meta.get("backchannel_logout_uri") if client is not None else None
-        if row is None or client is None or not uri:
-            deliveries.done(session, BackchannelLogout, row_id)
-            return True
-        token = self.tokens.logout_token(
-            session,
-            client.client_id,
-            client.meta.get("id_token_signed_response_alg", "RS256"),
-            str(row.user_id),
-            row.sid,
-        )
-        attempts, client_id = row.attempts, client.client_id
-        session.commit()
-        try:
-            status = post_form(uri, {"logout_token": token}, allow_private=self.allow_private)
-            error = None if status in OK_STATUSES else f"answered HTTP {status}"
-        except FetchError as failure:
-            error = str(failure.message)[:200]
-        extra = {"client_id": client_id}
-        if error is None:
-            deliveries.done(session, BackchannelLogout, row_id)
-            log.info(
-                "back-channel logout delivered", extra={"event": "backchannel.delivered", **extra}
-            )
-        elif deliveries.failed(session, BackchannelLogout, row_id, attempts, error, now=now):
-            log.warning(
-                "back-channel logout given up",
-                extra={"event": "backchannel.given_up", "error": error, **extra},
-            )
-        else:
-            log.info(
-                "back-channel logout failed, will retry",
-                extra={"event": "backchannel.retry", "error": error, **extra},
-            )
-        return True
+    def request(self, session: Session, row: Any, client: Client, alg: str) -> tuple[str, str]:
+        token = self.tokens.logout_token(session, client.client_id, alg, str(row.user_id), row.sid)
+        return urlencode({"logout_token": token}), "application/x-www-form-urlencoded"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -76,14 +77,20 @@ def request_export(
     return job
 
 
-def build_bundle(session: Session, rt: Runtime, user: User) -> bytes:
-    """The signed ZIP of everything exportable about ``user``, made now."""
+def build_bundle(
+    session: Session,
+    rt: Runtime,
+    user: User,
+    progress: Callable[[str], None] | None = None,
+) -> bytes:
+    """The signed ZIP of everything exportable about ``user``, made now (``progress`` is
+    called with each table gathered)."""
     alg = rt.settings.signing_alg
     ring = rt.keys.ring(session)
     if alg not in ring.signing:
         raise InvalidInput(f"no active {alg} signing key; run `identity init`")
     kid, key = ring.signing[alg]
-    data = export.collect(session, user, rt.settings.issuer)
+    data = export.collect(session, user, rt.settings.issuer, progress)
     return bundle.build(data, export.schema(), alg, kid, key)
 
 

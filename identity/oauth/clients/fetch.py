@@ -15,7 +15,7 @@ import json
 import socket
 import ssl
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from identity.errors import InvalidInput
 
@@ -100,13 +100,6 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), timeout=TIMEOUT)
-
-
-def post_form(url: str, fields: dict[str, str], *, allow_private: bool = False) -> int:
-    """POST ``fields`` form-encoded to ``url`` under the rules above; returns the status.
-    http is accepted only with ``allow_private`` (a loopback listener in development)."""
-    body = urlencode(fields)
-    return post(url, body, "application/x-www-form-urlencoded", allow_private=allow_private)
 
 
 def post(url: str, body: str, content_type: str, *, allow_private: bool = False) -> int:
