@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from identity import api, health, paths
+from identity import admin, api, health, paths
 from identity.accounts import factors, passkey_views, privacy_views, session_views
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
@@ -220,6 +220,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(registration.bp)
     app.register_blueprint(consents_views.bp)
     app.register_blueprint(privacy_views.bp)
+    app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # bearer callers; session callers send X-CSRF-Token (identity.api.auth)
     for name in authorize_views.SIGN_IN_BLUEPRINTS:  # their hook, not every request's

@@ -175,6 +175,13 @@ class Settings(BaseSettings):
         "everyone. `admin` is a good start.",
     )
 
+    admin_mfa_required: bool = Field(
+        True,
+        description="Console users (anyone holding one of identity's own permissions) must "
+        "have signed in with a second factor to open `/admin`; one without a factor sets "
+        "up an authenticator app first. Turn off only for a test instance.",
+    )
+
     @property
     def mfa_roles(self) -> frozenset[str]:
         return frozenset(r.strip() for r in self.mfa_required_roles.split(",") if r.strip())

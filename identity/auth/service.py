@@ -71,6 +71,21 @@ class Factors:
             return False
         return self.rt.hasher.verify(user.password_hash, password)
 
+    def reauthenticate(self, user: User, answer: str) -> bool:
+        """A fresh proof before a sensitive action (the admin console's erase, retire,
+        rotate, grant admin): a code from the user's authenticator app, used up like one at
+        sign-in, or else their password. A wrong answer is audited."""
+        answer = answer.strip()
+        if answer.isdigit() and len(answer) == 6 and self.has_totp(user):
+            ok = self.rt.totp.verify(self.session, user, answer).outcome is Outcome.OK
+        else:
+            ok = self.password_is(user, answer)
+        if not ok:
+            audit.record(
+                self.session, "user.reauthentication", outcome="failure", subject_id=user.id
+            )
+        return ok
+
     # Authenticator app -----------------------------------------------------------------
 
     def begin_totp(self, user: User) -> Enrolment:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from flask import Blueprint
 
-Audience = Literal["public", "self", "protocol"]
+Audience = Literal["public", "self", "protocol", "console"]
 AUDIENCES: dict[str, tuple[Audience, str]] = {}
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
+from identity.admin.console import CONSOLE
 from identity.rbac.access import AUDIENCES
 from identity.rbac.permissions import Permission
 
@@ -30,6 +31,11 @@ def undeclared_routes(app: Flask) -> list[str]:
                 missing.append(f"{rule.rule}: public, but not a documentation route")
             elif permission is not None and permission not in set(Permission):
                 missing.append(f"{rule.rule}: unknown permission {permission}")
+        elif blueprint == "admin":
+            # Console pages declare theirs with identity.admin.console.page.
+            permission = getattr(view, "required_permission", "undeclared")
+            if permission not in {*Permission, CONSOLE}:
+                missing.append(f"{rule.rule}: console page without a known permission")
         elif blueprint not in AUDIENCES:
             missing.append(f"{rule.rule}: blueprint {blueprint or '(none)'} declares no audience")
     return missing

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by its page work."""
+
+from __future__ import annotations
