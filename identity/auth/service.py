@@ -15,7 +15,7 @@ from identity import audit
 from identity.auth import pending
 from identity.auth.methods import PASSKEY, RECOVERY_CODE, TOTP, Method
 from identity.auth.passkeys import Used
-from identity.auth.totp import Check, Enrolment, Outcome
+from identity.auth.totp import DIGITS, Check, Enrolment, Outcome
 from identity.models.mfa import PendingAuthentication, WebAuthnCredential
 from identity.models.user import User
 from identity.runtime import Runtime
@@ -76,7 +76,7 @@ class Factors:
         rotate, grant admin): a code from the user's authenticator app, used up like one at
         sign-in, or else their password. A wrong answer is audited."""
         answer = answer.strip()
-        if answer.isdigit() and len(answer) == 6 and self.has_totp(user):
+        if answer.isdigit() and len(answer) == DIGITS and self.has_totp(user):
             ok = self.rt.totp.verify(self.session, user, answer).outcome is Outcome.OK
         else:
             ok = self.password_is(user, answer)
