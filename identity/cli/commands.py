@@ -64,6 +64,10 @@ def init(admin_email: str) -> None:
             click.echo("bootstrap admin created; this password is shown only once:")
             click.echo(f"  email:    {user.email}")
             click.echo(f"  password: {password}")
+            click.echo(
+                f"  console:  {rt.settings.issuer.rstrip('/')}/admin/"
+                " (a second factor is set up at the first sign-in)"
+            )
         session.commit()
 
 
