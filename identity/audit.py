@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, case, cast, delete, null, or_, select, update
+from sqlalchemy import Select, Text, case, cast, delete, null, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from identity.database import rowcount
@@ -383,16 +383,28 @@ def verify_chain(session: Session) -> ChainCheck:
 
 
 def export(
-    session: Session, *, since: datetime | None = None, until: datetime | None = None
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    actor_id: uuid.UUID | None = None,
+    subject_id: uuid.UUID | None = None,
+    event: str | None = None,
+    outcome: str | None = None,
 ) -> Generator[dict[str, Any], None, None]:
-    """The records that occurred at ``since`` or later and before ``until``, oldest first,
-    streamed: each as ``hashed_fields()`` with ``details`` (``outside_fields()``), its
-    ``prev_hash`` and ``hash``."""
-    query = select(AuditEvent).order_by(AuditEvent.seq)
-    if since is not None:
-        query = query.where(AuditEvent.occurred_at >= since)
-    if until is not None:
-        query = query.where(AuditEvent.occurred_at < until)
+    """The records that occurred at ``since`` or later and before ``until`` (and match the
+    other filters given, as in ``query``), oldest first, streamed: each as
+    ``hashed_fields()`` with ``details`` (``outside_fields()``), its ``prev_hash`` and
+    ``hash``."""
+    query = _filtered(
+        select(AuditEvent).order_by(AuditEvent.seq),
+        since=since,
+        until=until,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        event=event,
+        outcome=outcome,
+    )
     options = {"yield_per": BATCH, "populate_existing": True}
     rows = session.execute(query, execution_options=options).scalars()
     try:
@@ -422,7 +434,30 @@ def query(
     """The records matching every filter given, newest first: occurred at ``since`` or
     later and before ``until``, with this actor, subject, event name and outcome, and (to
     read on from a page) a seq below ``before_seq``; at most ``limit`` of them."""
-    statement = select(AuditEvent).order_by(AuditEvent.seq.desc())
+    statement = _filtered(
+        select(AuditEvent).order_by(AuditEvent.seq.desc()),
+        since=since,
+        until=until,
+        actor_id=actor_id,
+        subject_id=subject_id,
+        event=event,
+        outcome=outcome,
+    )
+    if before_seq is not None:
+        statement = statement.where(AuditEvent.seq < before_seq)
+    return list(session.execute(statement.limit(limit)).scalars())
+
+
+def _filtered(
+    statement: Select[tuple[AuditEvent]],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    actor_id: uuid.UUID | None,
+    subject_id: uuid.UUID | None,
+    event: str | None,
+    outcome: str | None,
+) -> Select[tuple[AuditEvent]]:
     if since is not None:
         statement = statement.where(AuditEvent.occurred_at >= since)
     if until is not None:
@@ -435,6 +470,34 @@ def query(
         statement = statement.where(AuditEvent.event == event)
     if outcome is not None:
         statement = statement.where(AuditEvent.outcome == outcome)
-    if before_seq is not None:
-        statement = statement.where(AuditEvent.seq < before_seq)
-    return list(session.execute(statement.limit(limit)).scalars())
+    return statement
+
+
+# The event a verification from the console leaves: the dashboard shows the latest one.
+VERIFIED = "audit.verified"
+
+
+def record_verification(
+    session: Session, check: ChainCheck, actor_id: uuid.UUID | None = None
+) -> AuditEvent:
+    """Leave the result of ``verify_chain`` in the trail, so that when the chain was last
+    found intact (or broken, and where) is known: "audit.verified", a success with the
+    number of records checked, or a failure naming the first bad record and its problem."""
+    if check.intact:
+        return record(session, VERIFIED, actor_id=actor_id, checked=check.checked)
+    return record(
+        session,
+        VERIFIED,
+        outcome="failure",
+        actor_id=actor_id,
+        checked=check.checked,
+        seq=check.seq,
+        problem=check.problem,
+        detail=check.detail,
+    )
+
+
+def last_verification(session: Session) -> AuditEvent | None:
+    """The latest "audit.verified" record, or None."""
+    found = query(session, event=VERIFIED, limit=1)
+    return found[0] if found else None

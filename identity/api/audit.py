@@ -54,7 +54,9 @@ class AuditEventList(Page[AuditEventOut]):
     pass
 
 
-def _before(cursor: str | None) -> int | None:
+def before_seq(cursor: str | None) -> int | None:
+    """The seq a page's cursor reads on below (None for the first page); a bad one is a
+    400."""
     key = decode_cursor(cursor, 1)
     if key is None:
         return None
@@ -89,7 +91,7 @@ def list_audit_events(caller: Caller, query: AuditEventQuery) -> AuditEventList:
         subject_id=query.subject_id,
         event=query.event,
         outcome=query.outcome,
-        before_seq=_before(query.cursor),
+        before_seq=before_seq(query.cursor),
         limit=query.limit + 1,
     )
     more = len(rows) > query.limit

@@ -62,7 +62,8 @@ class KeyRetire(Input):
     )
 
 
-def _max_token_lifetime() -> int:
+def max_token_lifetime() -> int:
+    """How long a retired key stays published, from the settings."""
     settings = runtime().settings
     return key_service.longest_token_lifetime(
         settings.access_token_lifetime, settings.id_token_lifetime
@@ -107,7 +108,7 @@ def rotate_keys(caller: Caller, body: KeyRotate) -> KeyRotated:
         alg=body.alg,
         default_alg=rt.settings.signing_alg,
         publish_ahead=rt.settings.key_rotation_publish_ahead,
-        max_token_lifetime=_max_token_lifetime(),
+        max_token_lifetime=max_token_lifetime(),
         actor_id=caller.user_id,
     )
     now = utcnow()
@@ -131,7 +132,7 @@ def retire_key(caller: Caller, kid: str, body: KeyRetire) -> KeyOut:
     row = key_service.retire(
         db.session(),
         kid,
-        _max_token_lifetime(),
+        max_token_lifetime(),
         body.immediately,
         actor_id=caller.user_id,
     )

@@ -71,7 +71,9 @@ def list_sessions(caller: Caller, user_id: uuid.UUID) -> SessionList:
     )
 
 
-def _revoke(caller: Caller, user_id: uuid.UUID, sid: str | None) -> None:
+def end_sessions(caller: Caller, user_id: uuid.UUID, sid: str | None) -> None:
+    """End one session of the user (``sid``) or all of them (None), with their grants, as
+    ``caller``: what the API's DELETE operations and the console's sessions page do."""
     session = db.session()
     user = get_user(session, user_id)
     # Ending an administrator's sessions is acting on them: only who outranks them may.
@@ -98,7 +100,7 @@ def _revoke(caller: Caller, user_id: uuid.UUID, sid: str | None) -> None:
 def revoke_session(caller: Caller, user_id: uuid.UUID, session_id: str) -> None:
     """End one session of the user and the grants bound to it. A session of another user
     is not found (404)."""
-    _revoke(caller, user_id, session_id)
+    end_sessions(caller, user_id, session_id)
 
 
 @operation(
@@ -112,4 +114,4 @@ def revoke_session(caller: Caller, user_id: uuid.UUID, session_id: str) -> None:
 )
 def revoke_sessions(caller: Caller, user_id: uuid.UUID) -> None:
     """End every session of the user and the grants bound to them."""
-    _revoke(caller, user_id, None)
+    end_sessions(caller, user_id, None)

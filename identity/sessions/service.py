@@ -131,6 +131,35 @@ def active_of(
     return list(session.execute(query).scalars())
 
 
+def active_sessions(
+    session: Session,
+    policy: SessionPolicy,
+    *,
+    user_id: uuid.UUID | None = None,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> list[LoginSession]:
+    """Everyone's live sessions (or one user's), newest first, with their users: the
+    console's list. ``after`` is the (created_at, sid) of the last one of the previous
+    page; at most ``limit`` of them."""
+    now = now or utcnow()
+    query = select(LoginSession).where(
+        LoginSession.expires_at > now,
+        LoginSession.last_seen_at > now - policy.idle_timeout,
+    )
+    if user_id is not None:
+        query = query.where(LoginSession.user_id == user_id)
+    if after is not None:
+        created_at, sid = after
+        query = query.where(
+            (LoginSession.created_at < created_at)
+            | ((LoginSession.created_at == created_at) & (LoginSession.sid > sid))
+        )
+    query = query.order_by(LoginSession.created_at.desc(), LoginSession.sid).limit(limit)
+    return list(session.execute(query).scalars())
+
+
 def revoke(
     session: Session,
     user_id: uuid.UUID,
