@@ -16,6 +16,7 @@ from flask_wtf.csrf import validate_csrf
 from wtforms.validators import ValidationError
 
 from identity import audit
+from identity.auth.methods import ACR_TWO_FACTORS, acr_for
 from identity.exceptions import Forbidden, Unauthorized
 from identity.extensions import db
 from identity.rbac.policy import Decision, check
@@ -84,6 +85,15 @@ def _session_caller() -> Caller:
     user = current_user()
     if user is None:
         raise Unauthorized("Authentication is required: send a bearer access token.")
+    if runtime().settings.admin_mfa_required and acr_for(list(g.login_session.amr)) != (
+        ACR_TWO_FACTORS
+    ):
+        # The same door as the console's (identity.admin.console): a browser reaches admin
+        # operations only after a second factor, unless the operator turned that off.
+        raise Forbidden(
+            "Calling the admin API from a browser needs a sign-in with a second factor"
+            " (admin_mfa_required)."
+        )
     if request.method not in SAFE_METHODS:
         try:
             validate_csrf(request.headers.get("X-CSRF-Token"))

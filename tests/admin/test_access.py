@@ -75,3 +75,17 @@ def test_MFA_console_users_need_a_second_factor_by_default(
     assert "/admin/" in done.text  # the recovery codes page links on to the console
     assert client.get("/admin/").status_code == 200
     assert PASSWORD  # the password alone did not open it
+
+
+def test_MFA_the_admin_api_from_a_browser_needs_a_second_factor_too(
+    app_factory: Any, make_user: Any
+) -> None:
+    """The console's door and the API's browser door are the same: a password-only session
+    of an admin gets a 403 problem from /api/v1, not the data."""
+    app = app_factory()
+    make_user(ADMIN, roles=("admin",))
+    client = app.test_client()
+    assert sign_in(client, ADMIN).status_code == 303
+    answer = client.get("/api/v1/users")
+    assert answer.status_code == 403
+    assert "second factor" in answer.json["detail"]

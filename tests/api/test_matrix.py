@@ -20,6 +20,14 @@ from flask import Flask
 from tests.api.conftest import Api, client_pk, give_roles
 from tests.conftest import PASSWORD, csrf_token, sign_in
 
+
+@pytest.fixture
+def app(app_factory: Any) -> Flask:
+    # Browser callers here sign in with a password only: the second factor the admin API
+    # asks of them by default is tested in tests/admin/test_access.py.
+    return app_factory(admin_mfa_required=False)  # type: ignore[no-any-return]
+
+
 CALLERS = ("anonymous", "plain_user", "admin", "user_manager", "auditor", "service")
 ADMIN = {"admin"}
 MANAGERS = {"admin", "user_manager"}

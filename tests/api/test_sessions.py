@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -20,6 +21,14 @@ from tests.api.test_users import (  # noqa: F401 - fixtures
 )
 from tests.conftest import PASSWORD, csrf_token, form_post
 from tests.oauth.conftest import Flow, flow, rp, token_request, unverified  # noqa: F401
+
+
+@pytest.fixture
+def app(app_factory: Any) -> Flask:
+    # Browser callers here sign in with a password only: the second factor the admin API
+    # asks of them by default is tested in tests/admin/test_access.py.
+    return app_factory(admin_mfa_required=False)  # type: ignore[no-any-return]
+
 
 FIELDS = {"id", "created_at", "last_seen_at", "expires_at", "auth_time", "amr", "ip", "user_agent"}
 
