@@ -23,6 +23,7 @@ from identity.models.oauth import Client
 from identity.oauth.clients import service as client_service
 from identity.rbac import service as rbac
 from identity.rbac.permissions import Permission
+from identity.rbac.service import Principal
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 SigningAlg = Literal["ES256", "RS256", "EdDSA"]
@@ -151,7 +152,7 @@ def client_out(row: Client) -> ClientOut:
     )
 
 
-def _find(client_id: str, *, for_update: bool = False) -> Client:
+def find_client(client_id: str, *, for_update: bool = False) -> Client:
     statement = select(Client).where(Client.client_id == client_id)
     if for_update:
         statement = statement.with_for_update()
@@ -159,6 +160,24 @@ def _find(client_id: str, *, for_update: bool = False) -> Client:
     if row is None:
         raise NotFound(f"no client {client_id!r}")
     return row
+
+
+def register_client(body: ClientCreate, actor: Principal) -> client_service.CreatedClient:
+    """Register a client from the API's input (the admin console's form gives the same):
+    roles for its service account need roles:assign, which the caller checks first."""
+    raw = body.model_dump(
+        exclude={"name", "first_party", "resource_server", "roles"}, exclude_none=True
+    )
+    return client_service.register(
+        db.session(),
+        raw,
+        name=body.name,
+        first_party=body.first_party,
+        resource_server=body.resource_server,
+        roles=body.roles,
+        registered_via="api",
+        actor=actor,
+    )
 
 
 @operation(
@@ -173,6 +192,11 @@ def _find(client_id: str, *, for_update: bool = False) -> Client:
 )
 def list_clients(caller: Caller, query: PageQuery) -> ClientList:
     """Ordered by client_id; pass next_cursor as cursor for the next page."""
+    return page_of_clients(query)
+
+
+def page_of_clients(query: PageQuery) -> ClientList:
+    """A page of clients by client_id (the admin console lists them the same way)."""
     statement = select(Client).order_by(Client.client_id)
     after = decode_cursor(query.cursor, 1)
     if after is not None:
@@ -203,19 +227,7 @@ def create_client(caller: Caller, body: ClientCreate) -> ClientCreated:
     caller holds can be given (AUTHZ-05)."""
     if body.roles:
         authorize(caller, Permission.ROLES_ASSIGN)
-    raw = body.model_dump(
-        exclude={"name", "first_party", "resource_server", "roles"}, exclude_none=True
-    )
-    created = client_service.register(
-        db.session(),
-        raw,
-        name=body.name,
-        first_party=body.first_party,
-        resource_server=body.resource_server,
-        roles=body.roles,
-        registered_via="api",
-        actor=caller.principal,
-    )
+    created = register_client(body, caller.principal)
     return ClientCreated(
         **client_out(created.client).model_dump(), client_secret=created.client_secret
     )
@@ -232,7 +244,7 @@ def create_client(caller: Caller, body: ClientCreate) -> ClientCreated:
     etag=True,
 )
 def get_client(caller: Caller, client_id: str) -> ClientOut:
-    return client_out(_find(client_id))
+    return client_out(find_client(client_id))
 
 
 @operation(
@@ -251,7 +263,7 @@ def update_client(caller: Caller, client_id: str, body: ClientUpdate) -> ClientO
     redirect URIs, scopes and the first-party flag, checked as at registration. The id,
     the secret and how the client authenticates stay."""
     session = db.session()
-    row = _find(client_id, for_update=True)
+    row = find_client(client_id, for_update=True)
     require_match(client_out(row))
     client_service.change_registration(
         session,
@@ -279,7 +291,7 @@ def update_client(caller: Caller, client_id: str, body: ClientUpdate) -> ClientO
 def delete_client(caller: Caller, client_id: str) -> None:
     """Its codes, refresh tokens and consents go with it; its access tokens stop working."""
     client_service.delete_client(
-        db.session(), _find(client_id), actor_id=caller.user_id, actor=caller.principal
+        db.session(), find_client(client_id), actor_id=caller.user_id, actor=caller.principal
     )
 
 
@@ -294,7 +306,7 @@ def delete_client(caller: Caller, client_id: str) -> None:
 )
 def rotate_secret(caller: Caller, client_id: str) -> ClientSecret:
     """A new secret, shown only in this answer; the old one stops working at once."""
-    row = _find(client_id, for_update=True)
+    row = find_client(client_id, for_update=True)
     secret = client_service.rotate_secret(
         db.session(), row, actor_id=caller.user_id, actor=caller.principal
     )
@@ -312,7 +324,7 @@ def rotate_secret(caller: Caller, client_id: str) -> ClientSecret:
 )
 def list_client_permissions(caller: Caller, client_id: str) -> ClientPermissionList:
     """The permissions the application declares (resource:action), which roles can hold."""
-    rows = rbac.client_permissions(db.session(), _find(client_id).id)
+    rows = rbac.client_permissions(db.session(), find_client(client_id).id)
     return ClientPermissionList(items=[ClientPermissionOut.model_validate(r) for r in rows])
 
 
@@ -333,7 +345,7 @@ def declare_client_permission(
     the client's tokens carry it in their permissions claim when their subject holds it."""
     row = rbac.declare_permission(
         db.session(),
-        _find(client_id).id,
+        find_client(client_id).id,
         name,
         description=body.description,
         in_token=body.in_token,
@@ -352,4 +364,4 @@ def declare_client_permission(
     status=204,
 )
 def remove_client_permission(caller: Caller, client_id: str, name: str) -> None:
-    rbac.remove_permission(db.session(), _find(client_id).id, name, actor=caller.principal)
+    rbac.remove_permission(db.session(), find_client(client_id).id, name, actor=caller.principal)
