@@ -15,6 +15,7 @@ from identity.admin import (  # noqa: F401  (each module registers its pages on 
     rbac_pages,
     session_pages,
     settings_pages,
+    user_actions,
     user_pages,
 )
 from identity.admin.console import bp

@@ -130,7 +130,7 @@ def get_user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> Use
     return user
 
 
-def _filters(session: Session, query: UserQuery) -> list[ColumnElement[bool]]:
+def user_filters(session: Session, query: UserQuery) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
     if query.q:
         needle = query.q.lower()
@@ -177,10 +177,14 @@ def _filters(session: Session, query: UserQuery) -> list[ColumnElement[bool]]:
 )
 def list_users(caller: Caller, query: UserQuery) -> UserPage:
     """Users in the order of their email addresses, a page at a time; the filters combine."""
-    session = db.session()
+    return search_users(db.session(), query)
+
+
+def search_users(session: Session, query: UserQuery) -> UserPage:
+    """The page of users a query asks for (the API's search and the console's list)."""
     after = decode_cursor(query.cursor, 1)
     statement = select(User).options(selectinload(User.roles)).order_by(User.email)
-    for condition in _filters(session, query):
+    for condition in user_filters(session, query):
         statement = statement.where(condition)
     if after is not None:
         statement = statement.where(User.email > after[0])
