@@ -11,6 +11,8 @@ from identity.admin import (  # noqa: F401  (each module registers its pages on 
     audit_pages,
     client_pages,
     dashboard,
+    explorer_pages,
+    group_pages,
     key_pages,
     rbac_pages,
     session_pages,

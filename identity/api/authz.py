@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from pydantic import Field, model_validator
+from sqlalchemy.orm import Session
 
 from identity.api import bp
 from identity.api.auth import Caller
@@ -78,23 +79,23 @@ class WhatIfResult(Output):
     after: CheckResult
 
 
-def _principal(snapshot: Snapshot, subject: Subject) -> tuple[PrincipalKind, uuid.UUID]:
+def principal_of(snapshot: Snapshot, subject: Subject) -> tuple[PrincipalKind, uuid.UUID]:
     if subject.user_id is not None:
         return "user", subject.user_id
-    return "client", _client_pk(snapshot, subject.client_id)
+    return "client", client_pk(snapshot, subject.client_id)
 
 
-def _client_pk(snapshot: Snapshot, client_id: str | None) -> uuid.UUID:
+def client_pk(snapshot: Snapshot, client_id: str | None) -> uuid.UUID:
     for pk, name in snapshot.names.items():
         if name == client_id:
             return pk
     raise NotFound(f"no client {client_id!r}")
 
 
-def _evaluate(snapshot: Snapshot, request: CheckRequest) -> CheckResult:
+def evaluate(snapshot: Snapshot, request: CheckRequest) -> CheckResult:
     check_grantable(request.permission)  # a permission, or resource:* / * (holds them all?)
-    kind, principal = _principal(snapshot, request.subject)
-    scope = _client_pk(snapshot, request.client_id) if request.client_id else None
+    kind, principal = principal_of(snapshot, request.subject)
+    scope = client_pk(snapshot, request.client_id) if request.client_id else None
     decision = check(snapshot, kind, principal, request.permission, scope)
     return CheckResult(
         allowed=decision.allowed,
@@ -103,7 +104,7 @@ def _evaluate(snapshot: Snapshot, request: CheckRequest) -> CheckResult:
     )
 
 
-def _snapshot() -> Snapshot:
+def current_snapshot() -> Snapshot:
     return runtime().rbac.get(db.session())
 
 
@@ -120,7 +121,7 @@ def _snapshot() -> Snapshot:
 def check_one(caller: Caller, body: CheckRequest) -> CheckResult:
     """Whether the subject holds the permission, globally or within a client; an allow
     names the path that grants it, a deny what is missing and the roles that have it."""
-    return _evaluate(_snapshot(), body)
+    return evaluate(current_snapshot(), body)
 
 
 @operation(
@@ -135,8 +136,8 @@ def check_one(caller: Caller, body: CheckRequest) -> CheckResult:
 )
 def check_batch(caller: Caller, body: BatchRequest) -> BatchResult:
     """Up to 1,000 checks against one snapshot, answered in order."""
-    snapshot = _snapshot()
-    return BatchResult(results=[_evaluate(snapshot, item) for item in body.checks])
+    snapshot = current_snapshot()
+    return BatchResult(results=[evaluate(snapshot, item) for item in body.checks])
 
 
 @operation(
@@ -152,19 +153,26 @@ def check_batch(caller: Caller, body: BatchRequest) -> BatchResult:
 def what_if(caller: Caller, body: WhatIfRequest) -> WhatIfResult:
     """The decision now and as if the subject had these roles or group memberships added
     or removed. Nothing is changed."""
-    snapshot = _snapshot()
-    session = db.session()
-    _, principal = _principal(snapshot, body.subject)
+    snapshot = current_snapshot()
+    changed = changed_snapshot(snapshot, db.session(), body.subject, body.changes)
+    return WhatIfResult(before=evaluate(snapshot, body), after=evaluate(changed, body))
+
+
+def changed_snapshot(
+    snapshot: Snapshot, session: Session, subject: Subject, changes: Changes
+) -> Snapshot:
+    """The snapshot as if the subject had these roles or groups added or removed (the
+    console's explorer asks the same)."""
+    _, principal = principal_of(snapshot, subject)
 
     def grant(change: RoleChange) -> Grant:
-        scope = _client_pk(snapshot, change.client_id) if change.client_id else None
+        scope = client_pk(snapshot, change.client_id) if change.client_id else None
         return Grant(role_by_name(session, change.role).id, scope)
 
-    changed = snapshot.what_if(
+    return snapshot.what_if(
         principal,
-        add_grants=[grant(c) for c in body.changes.add_roles],
-        remove_grants=[grant(c) for c in body.changes.remove_roles],
-        add_groups=[group_by_name(session, n).id for n in body.changes.add_groups],
-        remove_groups=[group_by_name(session, n).id for n in body.changes.remove_groups],
+        add_grants=[grant(c) for c in changes.add_roles],
+        remove_grants=[grant(c) for c in changes.remove_roles],
+        add_groups=[group_by_name(session, n).id for n in changes.add_groups],
+        remove_groups=[group_by_name(session, n).id for n in changes.remove_groups],
     )
-    return WhatIfResult(before=_evaluate(snapshot, body), after=_evaluate(changed, body))

@@ -239,7 +239,12 @@ def delete_role(caller: Caller, role_name: str) -> None:
 )
 def list_permissions(caller: Caller) -> PermissionList:
     """identity's own permissions, then those each application declares."""
-    session = db.session()
+    return all_permissions(db.session())
+
+
+def all_permissions(session: Session) -> PermissionList:
+    """identity's own permissions, then those each application declares (the console
+    lists the same)."""
     items = [
         PermissionOut(name=p.value, description=DESCRIPTIONS[p], client_id=None) for p in Permission
     ]
