@@ -320,8 +320,7 @@ def test_rotate_the_secret_with_a_fresh_proof(app: Flask, admin: FlaskClient) ->
     assert new.group(1) not in admin.get(page).text
     with admin.session_transaction() as session:
         assert new.group(1) not in repr(dict(session))
-    (event,) = audit_events(app, "client.secret_rotated")
-    assert event["data"].get("client_id", client_id)
+    assert len(audit_events(app, "client.secret_rotated")) == 1
 
 
 def test_delete_with_a_fresh_proof_and_the_typed_client_id(app: Flask, admin: FlaskClient) -> None:
