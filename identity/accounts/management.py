@@ -147,8 +147,10 @@ def create_invitation(
     lifetime: int | None = None,
     actor_id: uuid.UUID | None = None,
     now: datetime | None = None,
+    send_mail: bool = False,
 ) -> str:
-    """Create a single-use invitation and return its link (the token is shown only here)."""
+    """Create a single-use invitation and return its link (the token is shown only here).
+    ``send_mail``: also mail the link to ``email`` (the console does; the CLI prints it)."""
     now = now or utcnow()
     role_row = None
     if role is not None:
@@ -165,4 +167,14 @@ def create_invitation(
     session.add(invitation)
     session.flush()
     audit.record(session, "invitation.create", actor_id=actor_id, email=invitation.email, role=role)
-    return f"{rt.settings.issuer}/register?invite={token}"
+    link = f"{rt.settings.issuer}/register?invite={token}"
+    if send_mail and invitation.email:
+        rt.mailer.send_template(
+            session,
+            invitation.email,
+            "invitation",
+            link=link,
+            issuer=rt.settings.issuer,
+            expires_at=invitation.expires_at,
+        )
+    return link

@@ -12,7 +12,7 @@ import secrets
 import uuid
 from typing import Any
 
-from flask import flash, request, url_for
+from flask import flash, make_response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 from sqlalchemy import select
@@ -176,22 +176,28 @@ def users_invite() -> ResponseReturnValue:
     try:
         with session.begin_nested():
             link = management.create_invitation(
-                session, runtime(), email=email, role=role, actor_id=operator().user.id
+                session,
+                runtime(),
+                email=email,
+                role=role,
+                actor_id=operator().user.id,
+                send_mail=True,
             )
     except IdentityError as refused:  # a malformed address
         return again(refused.status_code, refused.message)
-    for_whom = f" for {email}" if email else ""
-    with_role = f" (role {role})" if role else ""
-    flash(
-        f"Invitation{for_whom}{with_role} created: {link} — send it to them; it works once.",
-        "success",
-    )
-    if registration != "invite":
-        flash(
-            f"Registration is {registration}: invitations are needed only when it is invite.",
-            "info",
+    # The link is shown once, on this answer (never in a flash message, which would keep it
+    # in the session cookie), and mailed when the invitation names an address.
+    response = make_response(
+        render_template(
+            "admin/users/invite.html",
+            form={},
+            roles=role_names(),
+            registration=registration,
+            created={"link": link, "email": email, "role": role},
         )
-    return back("admin.users_invite")
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # A user's page -----------------------------------------------------------------------------

@@ -30,6 +30,8 @@ def operator(app: Flask, make_user: Any) -> Callable[..., FlaskClient]:
     def factory(*roles: str, email: str | None = None) -> FlaskClient:
         address = email or f"{'-'.join(roles) or 'user'}-{uuid.uuid4().hex[:6]}@example.org"
         make_user(address, roles=roles, name=f"{' '.join(roles) or 'plain'} operator")
+        # make_user committed outside a request: this process's policy cache learns it now.
+        app.extensions["identity"].rbac.invalidate()
         client = app.test_client()
         answer = sign_in(client, address)
         assert answer.status_code == 303, answer.data
