@@ -24,7 +24,7 @@ from identity.admin.console import (
     render,
     version_of,
 )
-from identity.admin.rbac_common import PAGE, give, holdings, parse, refused, take
+from identity.admin.rbac_common import PAGE, give, holdings, parse, refused, savepoint, take
 from identity.api.common import decode_cursor, encode_cursor
 from identity.api.groups import GroupCreate, GroupUpdate, group_out
 from identity.exceptions import IdentityError, NotFound
@@ -80,13 +80,14 @@ def new_group() -> ResponseReturnValue:
         return render("rbac/group_new.html", form=form)
     try:
         body = parse(GroupCreate, **{**form, "parent": form["parent"] or None})
-        group = rbac.create_group(
-            db.session(),
-            body.name,
-            description=body.description,
-            parent=body.parent,
-            actor=operator().principal,
-        )
+        with savepoint():
+            group = rbac.create_group(
+                db.session(),
+                body.name,
+                description=body.description,
+                parent=body.parent,
+                actor=operator().principal,
+            )
     except IdentityError as error:
         message, status = refused(error)
         return render("rbac/group_new.html", status, form=form, error=message)
@@ -160,14 +161,15 @@ def update_group(name: str) -> ResponseReturnValue:
     try:
         body = parse(GroupUpdate, **form)
         moved = body.parent != (current.parent or "")
-        rbac.update_group(
-            session,
-            group,
-            description=body.description,
-            parent=(body.parent or None) if moved else None,
-            clear_parent=moved and body.parent == "",
-            actor=operator().principal,
-        )
+        with savepoint():
+            rbac.update_group(
+                session,
+                group,
+                description=body.description,
+                parent=(body.parent or None) if moved else None,
+                clear_parent=moved and body.parent == "",
+                actor=operator().principal,
+            )
     except IdentityError as error:
         message, status = refused(error)
         return _show_group(name, status, errors={"edit": message}, form=form)
@@ -183,7 +185,8 @@ def delete_group(name: str) -> ResponseReturnValue:
     if problem:
         return _show_group(name, 400, errors={"delete": problem})
     try:
-        rbac.delete_group(session, group, actor=operator().principal)
+        with savepoint():
+            rbac.delete_group(session, group, actor=operator().principal)
     except IdentityError as error:
         message, status = refused(error)
         return _show_group(name, status, errors={"delete": message})
@@ -201,7 +204,8 @@ def add_member(name: str) -> ResponseReturnValue:
     try:
         group = rbac.group_by_name(session, name)
         user = find_user(session, email)
-        rbac.add_member(session, group, user, actor=operator().principal)
+        with savepoint():
+            rbac.add_member(session, group, user, actor=operator().principal)
     except IdentityError as error:
         message, status = refused(error)
         return _show_group(name, status, errors={"members": message})
@@ -223,7 +227,8 @@ def remove_member(name: str, user_id: uuid.UUID) -> ResponseReturnValue:
         if user is None:
             raise NotFound(f"no user with id {user_id}")
         email = user.email
-        rbac.remove_member(session, group, user, actor=operator().principal)
+        with savepoint():
+            rbac.remove_member(session, group, user, actor=operator().principal)
     except IdentityError as error:
         message, status = refused(error)
         return _show_group(name, status, errors={"members": message})

@@ -6,6 +6,8 @@ role (the admin role asks for a fresh proof), and the inheritance tree the roles
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,13 +21,13 @@ from identity.admin.console import check_sensitive, operator
 from identity.api.common import decode_cursor, encode_cursor
 from identity.api.roles import client_by_id
 from identity.exceptions import IdentityError, InvalidInput, NotFound
+from identity.extensions import db
 from identity.models.oauth import Client
 from identity.models.rbac import Group, Role, RoleAssignment
 from identity.models.user import User
 from identity.rbac import service as rbac
 from identity.rbac.permissions import ADMIN_ROLE
 from identity.rbac.policy import Snapshot
-from identity.unit_of_work import rollback
 
 M = TypeVar("M", bound=BaseModel)
 PAGE = 50
@@ -49,11 +51,20 @@ def lines(text: str | None) -> list[str]:
 
 
 def refused(error: IdentityError) -> tuple[str, int]:
-    """A service refused: undo what it may have flushed, and say why on the form (a name
-    typed in the form that names nothing is the form's error: 400)."""
-    rollback()
+    """What to say on the form when a service refused, and the status (a name typed in the
+    form that names nothing is the form's error: 400). The service ran in ``savepoint()``,
+    so what it had begun is undone; the rest of the request (a failed proof's audit record)
+    is kept."""
     status = 400 if isinstance(error, NotFound) else error.status_code
     return error.message, status
+
+
+@contextmanager
+def savepoint() -> Iterator[Session]:
+    """Run service calls so that a refusal undoes whatever they had flushed."""
+    session = db.session()
+    with session.begin_nested():
+        yield session
 
 
 # Role holders ------------------------------------------------------------------------------
@@ -82,10 +93,12 @@ def holdings(
         query = query.where(RoleAssignment.group_id == group.id)
     after = decode_cursor(request.args.get("cursor") or None, 2)
     if after is not None:
-        moment = datetime.fromisoformat(after[0])
+        try:
+            moment, last = datetime.fromisoformat(after[0]), uuid.UUID(after[1])
+        except ValueError:
+            raise InvalidInput("The cursor is not valid: follow the next page link.") from None
         query = query.where(
-            tuple_(RoleAssignment.created_at, RoleAssignment.id)
-            > tuple_(moment, uuid.UUID(after[1]))  # type: ignore[arg-type]
+            tuple_(RoleAssignment.created_at, RoleAssignment.id) > tuple_(moment, last)  # type: ignore[arg-type]
         )
     rows = list(session.execute(query.limit(PAGE + 1)).scalars())
     more = len(rows) > PAGE
@@ -128,7 +141,8 @@ def give(
         if problem:
             raise InvalidInput(problem)
     scope = client_by_id(session, scope_client_id).id if scope_client_id else None
-    rbac.assign(session, role, holder, scope=scope, actor=operator().principal)
+    with savepoint():  # after the proof: a failed one stays audited
+        rbac.assign(session, role, holder, scope=scope, actor=operator().principal)
     return role
 
 
@@ -149,7 +163,8 @@ def take(
     ):
         raise NotFound(f"no assignment with id {assignment_id}")
     taken = _holding(session, row)
-    rbac.unassign(session, row, actor=operator().principal)
+    with savepoint():
+        rbac.unassign(session, row, actor=operator().principal)
     return taken
 
 

@@ -25,7 +25,16 @@ from identity.admin.console import (
     render,
     version_of,
 )
-from identity.admin.rbac_common import give, holdings, inheritance, lines, parse, refused, take
+from identity.admin.rbac_common import (
+    give,
+    holdings,
+    inheritance,
+    lines,
+    parse,
+    refused,
+    savepoint,
+    take,
+)
 from identity.api.roles import (
     RoleCreate,
     RoleOut,
@@ -102,14 +111,15 @@ def new_role() -> ResponseReturnValue:
     session = db.session()
     try:
         body = parse(RoleCreate, **form)
-        role = rbac.create_role(
-            session,
-            body.name,
-            description=body.description,
-            permissions=body.permissions,
-            parents=body.parents,
-            actor=operator().principal,
-        )
+        with savepoint():
+            role = rbac.create_role(
+                session,
+                body.name,
+                description=body.description,
+                permissions=body.permissions,
+                parents=body.parents,
+                actor=operator().principal,
+            )
     except IdentityError as error:
         message, status = refused(error)
         return render("rbac/role_new.html", status, form=form, error=message, **_choices())
@@ -169,14 +179,15 @@ def update_role(name: str) -> ResponseReturnValue:
             body = parse(RoleUpdate, description=form["description"])
         else:
             body = parse(RoleUpdate, **{k: v for k, v in form.items() if k != "name"})
-        rbac.update_role(
-            session,
-            role,
-            description=body.description,
-            permissions=None if body.permissions == current.permissions else body.permissions,
-            parents=None if body.parents == current.parents else body.parents,
-            actor=operator().principal,
-        )
+        with savepoint():
+            rbac.update_role(
+                session,
+                role,
+                description=body.description,
+                permissions=None if body.permissions == current.permissions else body.permissions,
+                parents=None if body.parents == current.parents else body.parents,
+                actor=operator().principal,
+            )
     except IdentityError as error:
         message, status = refused(error)
         return _show_role(name, status, errors={"edit": message}, form=form)
@@ -192,7 +203,8 @@ def delete_role(name: str) -> ResponseReturnValue:
     if problem:
         return _show_role(name, 400, errors={"delete": problem})
     try:
-        rbac.delete_role(session, role, actor=operator().principal)
+        with savepoint():
+            rbac.delete_role(session, role, actor=operator().principal)
     except IdentityError as error:
         message, status = refused(error)
         return _show_role(name, status, errors={"delete": message})

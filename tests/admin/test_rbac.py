@@ -267,6 +267,8 @@ def test_giving_admin_needs_a_fresh_proof(app: Flask, admin: FlaskClient, make_u
     assert refused.status_code == 400
     assert "not right" in refused.text
     assert bob not in state(app)["grants"]
+    # The wrong answer is on record although nothing else of the request is.
+    assert audit_events(app, "user.reauthentication")[-1]["outcome"] == "failure"
     assert give(admin, "admin", holder="bob@example.org", **REAUTH).status_code == 303
     assert state(app)["grants"][bob] == ["admin"]
 
@@ -526,3 +528,27 @@ def test_posts_without_csrf_token_are_refused(app: Flask, billing: FlaskClient) 
     ):
         assert billing.post(action, data=data).status_code == 400
     assert state(app) == before
+
+
+def test_long_lists_come_in_pages(app: Flask, admin: FlaskClient) -> None:
+    from identity.extensions import db
+    from identity.rbac import service as rbac
+
+    with app.app_context():
+        auditor = rbac.role_by_name(db.session, "auditor")
+        for n in range(52):
+            group = rbac.create_group(db.session, f"team-{n:02d}")
+            rbac.assign(db.session, auditor, rbac.Principal("group", group.id))
+        db.session.commit()
+    first = admin.get("/admin/groups").text
+    assert "team-49" in first and "team-50" not in first
+    following = re.search(r'href="(/admin/groups\?cursor=[^"]+)" rel="next"', first)
+    assert following
+    second = admin.get(following.group(1).replace("&amp;", "&")).text
+    assert "team-50" in second and "team-51" in second and "team-49" not in second
+    holders = admin.get("/admin/roles/auditor").text
+    more = re.search(r'href="(/admin/roles/auditor\?cursor=[^"]+)" rel="next"', holders)
+    assert more and holders.count("<td>group</td>") == 50
+    assert admin.get(more.group(1)).text.count("<td>group</td>") == 2
+    assert admin.get("/admin/roles/auditor?cursor=nonsense").status_code == 400
+    assert admin.get("/admin/groups?cursor=nonsense").status_code == 400
