@@ -449,7 +449,7 @@ def query(
 
 
 def _filtered(
-    statement: Select[tuple[AuditEvent]],
+    statement: Select[AuditEvent],
     *,
     since: datetime | None,
     until: datetime | None,
@@ -457,7 +457,7 @@ def _filtered(
     subject_id: uuid.UUID | None,
     event: str | None,
     outcome: str | None,
-) -> Select[tuple[AuditEvent]]:
+) -> Select[AuditEvent]:
     if since is not None:
         statement = statement.where(AuditEvent.occurred_at >= since)
     if until is not None:
