@@ -80,6 +80,7 @@ class Holding:
     holder: str  # an email, a group name, a client id
     scope: str | None  # the client id it is limited to; None: everywhere
     created_at: datetime
+    user_id: uuid.UUID | None = None  # a user's page
 
 
 def holdings(
@@ -127,6 +128,7 @@ def _holding(session: Session, row: RoleAssignment) -> Holding:
         holder=holder,
         scope=scope.client_id if scope else None,
         created_at=row.created_at,
+        user_id=row.user_id,
     )
 
 

@@ -133,7 +133,8 @@ def test_role_page_shows_inherited_permissions_and_holders(
     assert give(billing, "billing-approver", holder="bob@example.org").status_code == 303
     page = billing.get("/admin/roles/billing-approver").text
     assert "through role billing-viewer" in page
-    assert "<td>bob@example.org</td>" in page
+    bob = user_id(app, "bob@example.org")
+    assert f'<td><a href="/admin/users/{bob}">bob@example.org</a></td>' in page
     viewer = billing.get("/admin/roles/billing-viewer").text
     assert 'Inherited by</dt>\n    <dd><a href="/admin/roles/billing-approver">' in viewer
     assert billing.get("/admin/roles/nothing").status_code == 404
@@ -323,7 +324,7 @@ def test_groups_create_edit_and_members(app: Flask, admin: FlaskClient, make_use
     listing = admin.get("/admin/groups").text
     assert '<a href="/admin/groups/staff">staff</a>' in listing
     shown = admin.get(page).text
-    assert "<td>bob@example.org</td>" in shown
+    assert f'<a href="/admin/users/{bob}">bob@example.org</a>' in shown
     assert '<a href="/admin/groups/staff">staff</a>' in shown
 
     # Edit: staff cannot go inside finance (a loop); finance moves to the top; a stale
