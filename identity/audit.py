@@ -8,7 +8,9 @@ logged as one JSON line. Callers pass no secrets; ``data`` keys that look secret
 
 ``verify_chain`` checks the chain and the tip against ``audit_head`` (LOG-04); ``export``
 streams the records as the dictionaries that are hashed, so an export can be re-verified;
-``query`` reads them filtered, newest first (the admin API's audit events).
+``query`` reads them filtered, newest first (the admin API's audit events);
+``record_verification`` leaves a check's result in the trail ("audit.verified", from the
+console).
 
 No personal data is hashed in the clear, so that it can be erased (GDPR Art. 17) without
 breaking the chain: a user is in the chain as a random pseudonym (``audit_pseudonyms``,
