@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from http import HTTPStatus
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -24,7 +25,7 @@ from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 IDENTITY = str(Path(sys.executable).parent / "identity")
-PASSWORD = "correct horse battery staple 42"
+PASSWORD = "correct horse battery staple 42"  # noqa: S105 (a throw-away instance)
 ADMIN = "ada@example.org"
 PEOPLE = [
     ("grace@example.org", "Grace Hopper", ["user-manager"]),
@@ -53,32 +54,76 @@ class Instance:
         }
 
     def cli(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run(
-            [IDENTITY, *args], env=self.env, input=stdin, text=True, capture_output=True,
+        done = subprocess.run(  # noqa: S603 (our own command)
+            [IDENTITY, *args],
+            env=self.env,
+            input=stdin,
+            text=True,
+            capture_output=True,
             check=True,
         )
         return done.stdout
 
     def seed(self) -> None:
         self.cli("init")
-        self.cli("users", "create", ADMIN, "--password-stdin", "--verified", "--role", "admin",
-                 "--name", "Ada Lovelace", stdin=PASSWORD + "\n")
+        self.cli(
+            "users",
+            "create",
+            ADMIN,
+            "--password-stdin",
+            "--verified",
+            "--role",
+            "admin",
+            "--name",
+            "Ada Lovelace",
+            stdin=PASSWORD + "\n",
+        )
         for email, name, roles in PEOPLE:
             extra = [arg for role in roles for arg in ("--role", role)]
-            self.cli("users", "create", email, "--password-stdin", "--verified", "--name", name,
-                     *extra, stdin=PASSWORD + "\n")
-        self.cli("clients", "create", "--name", "Wiki", "--redirect-uri",
-                 "https://wiki.example.org/callback")
-        self.cli("roles", "create", "editor", "--permission", "users:read",
-                 "--description", "Edits the wiki.")
-        self.cli("roles", "create", "chief-editor", "--parent", "editor",
-                 "--description", "Edits and publishes.")
+            self.cli(
+                "users",
+                "create",
+                email,
+                "--password-stdin",
+                "--verified",
+                "--name",
+                name,
+                *extra,
+                stdin=PASSWORD + "\n",
+            )
+        self.cli(
+            "clients",
+            "create",
+            "--name",
+            "Wiki",
+            "--redirect-uri",
+            "https://wiki.example.org/callback",
+        )
+        self.cli(
+            "roles",
+            "create",
+            "editor",
+            "--permission",
+            "users:read",
+            "--description",
+            "Edits the wiki.",
+        )
+        self.cli(
+            "roles",
+            "create",
+            "chief-editor",
+            "--parent",
+            "editor",
+            "--description",
+            "Edits and publishes.",
+        )
 
 
 def sign_ins(page: Page, url: str) -> None:
     """A few successful and failed sign-ins, so that the dashboard has something to draw."""
     for email, password in [(e, PASSWORD) for e, _, _ in PEOPLE] + [
-        ("edsger@example.org", "wrong"), ("nobody@example.org", "wrong"),
+        ("edsger@example.org", "wrong"),
+        ("nobody@example.org", "wrong"),
         ("barbara@example.org", "wrong"),
     ]:
         context = page.context.browser.new_context(base_url=url)  # type: ignore[union-attr]
@@ -106,14 +151,17 @@ def main() -> None:
         port = free_port()
         instance = Instance(Path(folder), port)
         instance.seed()
-        server = subprocess.Popen(
-            [IDENTITY, "serve", "--port", str(port), "--workers", "1"], env=instance.env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        server = subprocess.Popen(  # noqa: S603 (our own command)
+            [IDENTITY, "serve", "--port", str(port), "--workers", "1"],
+            env=instance.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             for _ in range(300):
                 try:
-                    if urlopen(instance.url + "/readyz", timeout=2).status == 200:  # noqa: S310
+                    if urlopen(instance.url + "/readyz", timeout=2).status == HTTPStatus.OK:  # noqa: S310
                         break
                 except OSError:
                     time.sleep(0.1)

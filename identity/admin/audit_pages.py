@@ -152,6 +152,15 @@ def audit_export() -> ResponseReturnValue:
             flash(problem, "error")
         return back("admin.audit", **filters.links)
 
+    # Who took a copy of the trail (it holds addresses and emails) is itself on record; the
+    # filters by name only, never the people they name.
+    audit.record(
+        session,
+        "audit.exported",
+        actor_id=operator().caller.user_id,
+        filters=sorted(k for k, v in filters.query.items() if v is not None),
+    )
+
     def lines() -> Iterator[str]:
         # The view's session was closed when the view returned: stream from the one of
         # the request context stream_with_context pushes again, closed at its end.

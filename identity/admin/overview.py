@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from identity import audit
 from identity.models.audit import AuditEvent
 from identity.models.base import utcnow
 from identity.models.mail import OutboundMail
@@ -20,7 +21,6 @@ from identity.models.session import LoginSession
 from identity.models.user import User
 
 SIGN_IN = "user.sign_in"
-VERIFIED = "audit.verified"  # recorded by the console's "verify the chain"
 # Events an operator wants to see first: factors, keys, secrets, roles, erasures, refusals.
 SECURITY_PREFIXES = ("mfa.", "key.", "role.", "gdpr.", "client.secret", "user.disabled")
 
@@ -74,11 +74,7 @@ def overview(session: Session, now: datetime | None = None) -> Overview:
         failure_reasons=failure_reasons(session, now - timedelta(days=7)),
         security_events=security_events(session),
         queues=queues(session, now),
-        last_verification=session.execute(
-            select(AuditEvent).where(AuditEvent.event == VERIFIED).order_by(AuditEvent.seq.desc())
-        )
-        .scalars()
-        .first(),
+        last_verification=audit.last_verification(session),
     )
 
 

@@ -51,7 +51,7 @@ def test_nav_lists_only_permitted_pages() -> None:
     assert len(endpoints) == len(set(endpoints))
 
 
-def test_MFA_console_users_need_a_second_factor_by_default(
+def test_AUTHZ_13_console_users_need_a_second_factor_by_default(
     app_factory: Any, make_user: Any
 ) -> None:
     app = app_factory()  # admin_mfa_required stays on, as in production
@@ -77,7 +77,7 @@ def test_MFA_console_users_need_a_second_factor_by_default(
     assert PASSWORD  # the password alone did not open it
 
 
-def test_MFA_the_admin_api_from_a_browser_needs_a_second_factor_too(
+def test_AUTHZ_13_the_admin_api_from_a_browser_needs_a_second_factor_too(
     app_factory: Any, make_user: Any
 ) -> None:
     """The console's door and the API's browser door are the same: a password-only session

@@ -301,7 +301,7 @@ def test_an_invalid_edit_changes_nothing(app: Flask, admin: FlaskClient) -> None
 # -- the secret and deleting: a fresh proof ---------------------------------------------------
 
 
-def test_rotate_the_secret_with_a_fresh_proof(app: Flask, admin: FlaskClient) -> None:
+def test_AUTHZ_13_rotate_the_secret_with_a_fresh_proof(app: Flask, admin: FlaskClient) -> None:
     client_id, old, _ = register(admin)
     page = f"/admin/clients/{client_id}"
     action = f"{page}/secret"
@@ -323,7 +323,9 @@ def test_rotate_the_secret_with_a_fresh_proof(app: Flask, admin: FlaskClient) ->
     assert len(audit_events(app, "client.secret_rotated")) == 1
 
 
-def test_delete_with_a_fresh_proof_and_the_typed_client_id(app: Flask, admin: FlaskClient) -> None:
+def test_AUTHZ_13_delete_with_a_fresh_proof_and_the_typed_client_id(
+    app: Flask, admin: FlaskClient
+) -> None:
     client_id, _, _ = register(admin)
     page = f"/admin/clients/{client_id}"
     action = f"{page}/delete"
@@ -374,7 +376,7 @@ def test_declare_and_remove_a_permission(app: Flask, admin: FlaskClient) -> None
 
 
 @pytest.mark.parametrize("role", ["user-manager", "auditor"])
-def test_readers_see_clients_but_change_nothing(
+def test_AUTHZ_07_readers_see_clients_but_change_nothing(
     app: Flask, admin: FlaskClient, operator: Any, role: str
 ) -> None:
     reader = operator(role)  # before the first page loads the policy
@@ -408,7 +410,7 @@ def test_a_user_without_a_role_is_refused(operator: Any) -> None:
     assert operator().get("/admin/clients").status_code == 403
 
 
-def test_a_post_without_csrf_token_is_refused(app: Flask, admin: FlaskClient) -> None:
+def test_WEB_01_a_post_without_csrf_token_is_refused(app: Flask, admin: FlaskClient) -> None:
     client_id, secret, _ = register(admin)
     page = f"/admin/clients/{client_id}"
     for action, data in (

@@ -140,7 +140,7 @@ def test_a_user_manager_cannot_end_an_administrators_session(
     assert audit_events(app, "session.revoked") == []
 
 
-def test_the_auditor_sees_sessions_but_cannot_end_one(
+def test_AUTHZ_07_the_auditor_sees_sessions_but_cannot_end_one(
     app: Flask, operator: Any, make_user: Any
 ) -> None:
     auditor = operator("auditor")
@@ -225,6 +225,8 @@ def test_audit_export_downloads_the_filtered_records_as_json_lines(
     lines = [json.loads(line) for line in answer.text.splitlines()]
     assert [r["event"] for r in lines] == ["user.sign_in"]
     assert set(lines[0]) >= {"seq", "hash", "prev_hash", "details", "personal_digest"}
+    [exported] = audit_events(app, "audit.exported")  # who took a copy is on record
+    assert exported["data"]["filters"] == ["event"] and exported["actor_id"] is not None
     everything = admin.get("/admin/audit/export").text.splitlines()
     assert len(everything) == len(audit_events(app))
     bad = admin.get("/admin/audit/export?since=soon")
@@ -287,7 +289,7 @@ def test_keys_are_listed_with_their_states(app: Flask, admin: FlaskClient, key: 
     assert "Rotate the signing keys" in page.text and f"Retire {key}" in page.text
 
 
-def test_rotating_asks_for_a_fresh_proof(app: Flask, admin: FlaskClient, key: str) -> None:
+def test_AUTHZ_13_rotating_asks_for_a_fresh_proof(app: Flask, admin: FlaskClient, key: str) -> None:
     wrong = submit(admin, "/admin/keys", "/admin/keys/rotate", reauth="not it")
     assert wrong.status_code == 400 and "not right" in wrong.text
     assert len(key_rows(app)) == 1 and audit_events(app, "key.rotate") == []
@@ -300,7 +302,7 @@ def test_rotating_asks_for_a_fresh_proof(app: Flask, admin: FlaskClient, key: st
     assert event["actor_id"] == user_id_of(app, ADMIN) and event["data"]["replaces"] == [key]
 
 
-def test_retiring_asks_for_a_fresh_proof_and_the_typed_key_id(
+def test_AUTHZ_13_retiring_asks_for_a_fresh_proof_and_the_typed_key_id(
     app: Flask, admin: FlaskClient, key: str
 ) -> None:
     submit(admin, "/admin/keys", "/admin/keys/rotate", **REAUTH)
@@ -328,7 +330,7 @@ def test_the_only_signing_key_cannot_be_retired(app: Flask, admin: FlaskClient, 
     assert audit_events(app, "key.retire") == []
 
 
-def test_key_actions_need_keys_write(app: Flask, operator: Any, key: str) -> None:
+def test_AUTHZ_07_key_actions_need_keys_write(app: Flask, operator: Any, key: str) -> None:
     auditor = operator("auditor")
     page = auditor.get("/admin/keys")
     assert page.status_code == 200 and f"<code>{key}</code>" in page.text
@@ -341,7 +343,9 @@ def test_key_actions_need_keys_write(app: Flask, operator: Any, key: str) -> Non
     assert operator("user-manager").get("/admin/keys").status_code == 403
 
 
-def test_key_actions_without_csrf_are_refused(app: Flask, admin: FlaskClient, key: str) -> None:
+def test_WEB_01_key_actions_without_csrf_are_refused(
+    app: Flask, admin: FlaskClient, key: str
+) -> None:
     assert admin.post("/admin/keys/rotate", data=REAUTH).status_code == 400
     retire = {"confirm": key, **REAUTH}
     assert admin.post(f"/admin/keys/{key}/retire", data=retire).status_code == 400

@@ -1,4 +1,4 @@
-"""Each built-in role against every console page (AUTHZ-01): signed in as an operator of
+"""Each built-in role against every console page: signed in as an operator of
 that role, a page opens (200) exactly when the role holds the page's permission, and is
 refused (403) otherwise; a user with no role is refused everywhere. The pages are read from
 the URL map, so a new page is covered the day it is added."""
@@ -21,7 +21,11 @@ def console_pages(app: Flask) -> list[tuple[str, str]]:
     """(path, permission) of every console page a GET opens without a path parameter."""
     pages = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint.startswith("admin.") and "GET" in (rule.methods or ()) and not rule.arguments:
+        if (
+            rule.endpoint.startswith("admin.")
+            and "GET" in (rule.methods or ())
+            and not rule.arguments
+        ):
             view = app.view_functions[rule.endpoint]
             pages.append((rule.rule, view.required_permission))
     return sorted(pages)
@@ -43,7 +47,7 @@ def test_every_console_page_is_listed(app: Flask) -> None:
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "no-role")
-def test_each_role_opens_exactly_the_pages_it_may(
+def test_AUTHZ_07_each_role_opens_exactly_the_pages_it_may(
     app: Flask, operator: Callable[..., FlaskClient], role: str | None
 ) -> None:
     browser = operator(*([role] if role else []))
@@ -56,7 +60,9 @@ def test_each_role_opens_exactly_the_pages_it_may(
     assert wrong == []
 
 
-def test_the_auditor_sees_no_write_action(app: Flask, operator: Callable[..., FlaskClient]) -> None:
+def test_AUTHZ_07_the_auditor_sees_no_write_action(
+    app: Flask, operator: Callable[..., FlaskClient]
+) -> None:
     """Read-only: no page the auditor opens offers a form that changes anything (the only
     POST forms allowed are those of reading actions, such as verifying the chain)."""
     browser = operator("auditor")

@@ -209,7 +209,7 @@ def test_builtin_role_keeps_its_permissions_and_cannot_be_deleted(
     assert "auditor" in state(app)["roles"]
 
 
-def test_delete_role_asks_password_and_name(app: Flask, billing: FlaskClient) -> None:
+def test_AUTHZ_13_delete_role_asks_password_and_name(app: Flask, billing: FlaskClient) -> None:
     page, action = "/admin/roles/billing-approver", "/admin/roles/billing-approver/delete"
     wrong_password = submit(billing, page, action, confirm="billing-approver", reauth="nope")
     assert wrong_password.status_code == 400
@@ -260,7 +260,9 @@ def test_give_to_a_group_and_a_client(
     assert give(billing, "billing-viewer", kind="group", holder="nope").status_code == 400
 
 
-def test_giving_admin_needs_a_fresh_proof(app: Flask, admin: FlaskClient, make_user: Any) -> None:
+def test_AUTHZ_13_giving_admin_needs_a_fresh_proof(
+    app: Flask, admin: FlaskClient, make_user: Any
+) -> None:
     bob = make_user("bob@example.org")
     page = admin.get("/admin/roles/admin").text
     assert 'id="give-reauth"' in page
@@ -375,7 +377,7 @@ def test_group_roles(app: Flask, billing: FlaskClient) -> None:
     assert submit(billing, page, other).status_code == 400
 
 
-def test_delete_group_asks_password_and_name(app: Flask, admin: FlaskClient) -> None:
+def test_AUTHZ_13_delete_group_asks_password_and_name(app: Flask, admin: FlaskClient) -> None:
     assert submit(admin, "/admin/groups/new", name="finance").status_code == 303
     page, action = "/admin/groups/finance", "/admin/groups/finance/delete"
     assert submit(admin, page, action, confirm="finance", reauth="nope").status_code == 400
@@ -471,7 +473,7 @@ def test_roles_without_roles_write(
     assert state(app) == before
 
 
-def test_auditor_changes_nothing(app: Flask, operator: Any, billing: FlaskClient) -> None:
+def test_AUTHZ_07_auditor_changes_nothing(app: Flask, operator: Any, billing: FlaskClient) -> None:
     assert submit(billing, "/admin/groups/new", name="finance").status_code == 303
     auditor = operator("auditor")
     for url in ("/admin/roles", "/admin/permissions", "/admin/groups", "/admin/explorer"):
@@ -498,7 +500,7 @@ def test_auditor_changes_nothing(app: Flask, operator: Any, billing: FlaskClient
     assert state(app) == before
 
 
-def test_user_manager_gives_only_what_it_holds(
+def test_AUTHZ_05_user_manager_gives_only_what_it_holds(
     app: Flask, operator: Any, billing: FlaskClient, make_user: Any
 ) -> None:
     bob = make_user("bob@example.org")
@@ -520,7 +522,7 @@ def test_a_user_without_a_role_is_refused(operator: Any) -> None:
         assert plain.get(url).status_code == 403
 
 
-def test_posts_without_csrf_token_are_refused(app: Flask, billing: FlaskClient) -> None:
+def test_WEB_01_posts_without_csrf_token_are_refused(app: Flask, billing: FlaskClient) -> None:
     before = state(app)
     for action, data in (
         ("/admin/roles/new", {"name": "mine"}),

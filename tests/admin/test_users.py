@@ -333,7 +333,7 @@ def test_the_last_admin_stays(app: Flask, admin: FlaskClient) -> None:
     assert not audit_events(app, "user.disabled")
 
 
-def test_a_user_manager_cannot_act_on_an_admin(app: Flask, operator: Operator) -> None:
+def test_AUTHZ_07_a_user_manager_cannot_act_on_an_admin(app: Flask, operator: Operator) -> None:
     admin = operator("admin", email="boss@example.org")
     target = id_of(app, "boss@example.org")
     manager = operator("user-manager")
@@ -397,7 +397,7 @@ def test_export(app: Flask, admin: FlaskClient, make_user: Any) -> None:
 # Erasing -----------------------------------------------------------------------------------
 
 
-def test_erase_asks_proof_and_the_typed_email(
+def test_AUTHZ_13_erase_asks_proof_and_the_typed_email(
     app: Flask, admin: FlaskClient, make_user: Any
 ) -> None:
     target = make_user("jo@example.org")
@@ -467,7 +467,7 @@ def test_give_and_take_roles(app: Flask, operator: Operator, make_user: Any) -> 
         "roles",
     ],
 )
-def test_the_auditor_changes_nothing(
+def test_AUTHZ_07_the_auditor_changes_nothing(
     app: Flask, operator: Operator, make_user: Any, action: str
 ) -> None:
     target = make_user("mo@example.org", verified=False)
@@ -479,7 +479,7 @@ def test_the_auditor_changes_nothing(
     assert get_user(app, "mo@example.org").is_active
 
 
-def test_a_post_without_csrf_token_is_refused(
+def test_WEB_01_a_post_without_csrf_token_is_refused(
     app: Flask, admin: FlaskClient, make_user: Any
 ) -> None:
     target = make_user("ned@example.org")
