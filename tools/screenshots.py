@@ -179,6 +179,10 @@ def main() -> None:
                 page.wait_for_url("**/admin/")
                 for name, path in PAGES:
                     shoot(page, path, args.out, name)
+                for name, path, link in DETAILS:
+                    page.goto(path)
+                    page.get_by_role("link", name=link, exact=True).first.click()
+                    shoot(page, page.url, args.out, name)
                 page.set_viewport_size({"width": 360, "height": 740})
                 shoot(page, "/admin/", args.out, "dashboard-phone")
                 browser.close()
@@ -198,6 +202,12 @@ PAGES = [
     ("audit", "/admin/audit"),
     ("keys", "/admin/keys"),
     ("settings", "/admin/settings"),
+]
+
+# (file name, list path, link): a detail page, reached by its link on a list.
+DETAILS = [
+    ("user", "/admin/users", "grace@example.org"),
+    ("client", "/admin/clients", "Wiki"),
 ]
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 WIDTH = 600
 HEIGHT = 160
 AXIS = 18  # room for the labels under the bars
+PAD = 16  # room at each side, so the first and last labels are not cut
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,14 @@ def stacked(
     """One stacked bar (successes under failures) per ``(label, ok, failed)``."""
     peak = max([ok + failed for _, ok, failed in series] + [1])
     plot = HEIGHT - AXIS
-    slot = WIDTH / max(len(series), 1)
+    slot = (WIDTH - 2 * PAD) / max(len(series), 1)
     bars = []
     for i, (label, ok, failed) in enumerate(series):
         h_ok = plot * ok / peak
         h_failed = plot * failed / peak
         bars.append(
             Bar(
-                x=round(i * slot + slot * 0.15, 2),
+                x=round(PAD + i * slot + slot * 0.15, 2),
                 width=round(slot * 0.7, 2),
                 y_ok=round(plot - h_ok, 2),
                 h_ok=round(h_ok, 2),
