@@ -367,7 +367,7 @@ INTERNAL_PATHS = [
     "/static/%2e%2e/identity/settings.py",
     "/openapi.json",
     "/metrics",
-    "/admin",
+    "/admin.php",
     "/server-status",
 ]
 
@@ -383,6 +383,10 @@ def test_WEB_08_nothing_internal_is_exposed(client):
             assert response.status_code == 200 and "<h1>Sign in</h1>" in html, path
         else:
             assert response.status_code == 404, path
+    # The admin console exists, behind the sign-in (and a role, and a second factor).
+    assert client.get("/admin").location.endswith("/admin/")
+    signed_out = client.get("/admin/")
+    assert signed_out.status_code == 302 and signed_out.location.startswith("/sign-in?")
 
 
 def test_WEB_08_no_debug_mode_and_no_version_banner(app, client):
