@@ -21,7 +21,7 @@ from werkzeug.datastructures import MultiDict
 from identity import audit
 from identity.accounts.emails import InvalidEmail, normalize_email
 from identity.admin.console import back, operator, page, render
-from identity.api.audit import before_seq
+from identity.api.audit import MAX_SEQ, before_seq
 from identity.api.common import encode_cursor
 from identity.exceptions import NotFound
 from identity.extensions import db
@@ -71,7 +71,11 @@ def _filters(session: Session, args: MultiDict[str, str]) -> Filters:
                 found.problems.append(f"The {name} date is not a date (YYYY-MM-DD).")
                 found.invalid = True
                 continue
-            found.query[name] = datetime.combine(day + timedelta(days=days), time(), UTC)
+            try:
+                found.query[name] = datetime.combine(day + timedelta(days=days), time(), UTC)
+            except OverflowError:  # until=9999-12-31: its end is past the last day there is
+                found.problems.append(f"The {name} date is too late.")
+                found.invalid = True
     return found
 
 
@@ -129,7 +133,8 @@ def audit_log() -> ResponseReturnValue:
 @page("/audit/<int:seq>", Permission.AUDIT_READ, endpoint="audit_event")
 def audit_event(seq: int) -> ResponseReturnValue:
     session = db.session()
-    entry = session.get(AuditEvent, seq)
+    # A seq is a positive BIGINT: a larger number names no record (and no driver takes it).
+    entry = session.get(AuditEvent, seq) if 0 < seq < MAX_SEQ else None
     if entry is None:
         raise NotFound(f"no audit record {seq}")
     return render(

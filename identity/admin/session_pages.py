@@ -31,11 +31,13 @@ def _after(cursor: str | None) -> tuple[datetime, str] | None:
         return None
     try:
         created_at = datetime.fromisoformat(key[0])
-    except ValueError:
-        created_at = None
-    if created_at is None or created_at.tzinfo is None:
+        # A moment at the calendar's ends may have no UTC equivalent (OverflowError).
+        moment = created_at.astimezone(UTC) if created_at.tzinfo is not None else None
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None:
         raise InvalidInput("The cursor is not valid: pass next_cursor as it came.")
-    return created_at.astimezone(UTC), key[1]
+    return moment, key[1]
 
 
 @page("/sessions", Permission.SESSIONS_READ)

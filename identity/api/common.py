@@ -58,7 +58,10 @@ def encode_cursor(*key: Any) -> str:
 
 
 def decode_cursor(cursor: str | None, parts: int) -> list[str] | None:
-    """The key a cursor carries, or None for the first page; a bad one is a 400."""
+    """The key a cursor carries, or None for the first page; a bad one is a 400.
+
+    The request's NUL guard sees only the base64: a NUL character escaped in the JSON
+    (``"\\u0000"``) is refused here, before PostgreSQL refuses it in a text parameter."""
     if cursor is None:
         return None
     try:
@@ -66,7 +69,11 @@ def decode_cursor(cursor: str | None, parts: int) -> list[str] | None:
         key = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("The cursor is not valid: pass next_cursor as it came.") from None
-    if not isinstance(key, list) or len(key) != parts or not all(isinstance(k, str) for k in key):
+    if (
+        not isinstance(key, list)
+        or len(key) != parts
+        or not all(isinstance(k, str) and "\x00" not in k for k in key)
+    ):
         raise InvalidInput("The cursor is not valid: pass next_cursor as it came.")
     return key
 

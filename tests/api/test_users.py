@@ -3,6 +3,7 @@
 # ruff: noqa: F811 - the fixtures of tests/oauth/conftest.py, imported, are test arguments
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -144,6 +145,10 @@ def test_search_refuses_bad_input(admin_api: Api) -> None:
         "cursor is not valid"
         in problem(admin_api.get("/users", query_string={"cursor": "not-a-cursor!"}), 400)["detail"]
     )
+    # A NUL character inside the cursor's JSON: refused before the database sees it.
+    nul = base64.urlsafe_b64encode(b'["a\\u0000b"]').decode()
+    assert "cursor is not valid" in problem(admin_api.get(f"/users?cursor={nul}"), 400)["detail"]
+    assert "cursor is not valid" in problem(admin_api.get(f"/clients?cursor={nul}"), 400)["detail"]
     assert error_fields(admin_api.get("/users", query_string={"is_admin": "1"})) == {
         "query.is_admin"
     }
