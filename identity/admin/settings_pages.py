@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from flask.typing import ResponseReturnValue
 from pydantic import SecretStr
@@ -46,6 +45,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Privacy and retention", ("gdpr_", "retention_")),
 )
 GENERAL = "General"
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 @dataclass(frozen=True)
@@ -63,25 +63,34 @@ def _secret_name(name: str) -> bool:
 
 
 def mask_url(value: str) -> str:
-    """A URL with its password (and any secret-named query parameter) masked."""
-    try:
-        parts = urlsplit(value)
-        password = parts.password
-    except ValueError:
+    """A URL with its password (and any secret-named query parameter) masked.
+
+    Read by hand, not with urlsplit: SQLAlchemy takes a password holding ``/``, ``?`` or
+    ``#`` unescaped (``postgresql://identity:s3cr/et@db/identity``), where urlsplit would
+    end the host at the ``/`` and show the rest as the path. Everything after the
+    scheme's ``://`` up to the last ``@`` is the user and password; the password is what
+    follows the user's first ``:``. A URL with an ``@`` in its query is masked too much,
+    never too little.
+    """
+    scheme = _SCHEME.match(value)
+    if scheme is None:
         return value
-    if not parts.scheme or not parts.netloc:
-        return value
-    netloc = parts.netloc
-    if password is not None:
-        userinfo, _, host = netloc.rpartition("@")
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}:{MASK}@{host}"
-    query = "&".join(
-        f"{name}={MASK}" if _secret_name(name) or "pass" in name.lower() else pair
-        for pair in parts.query.split("&")
-        for name in [pair.partition("=")[0]]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    shown, rest = scheme.group(), value[scheme.end() :]
+    userinfo, at, after = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        shown += f"{user}:{MASK}@" if colon else f"{userinfo}@"
+    end = min((i for i in (after.find(c) for c in "/?#") if i >= 0), default=len(after))
+    shown += after[:end]  # the host and port
+    address, hash_, fragment = after[end:].partition("#")
+    path, question, query = address.partition("?")
+    if question:
+        query = "&".join(
+            f"{name}={MASK}" if _secret_name(name) or "pass" in name.lower() else pair
+            for pair in query.split("&")
+            for name in [pair.partition("=")[0]]
+        )
+    return f"{shown}{path}{question}{query}{hash_}{fragment}"
 
 
 def shown_value(name: str, value: Any) -> tuple[str, bool]:

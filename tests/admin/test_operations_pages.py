@@ -397,6 +397,8 @@ def test_secrets_in_values_are_masked() -> None:
         == f"redis://cache:6379/0?password={MASK}&db=1"
     )
     assert mask_url("sqlite:////var/lib/identity.db") == "sqlite:////var/lib/identity.db"
+    assert mask_url("postgresql://identity@db/identity") == "postgresql://identity@db/identity"
+    assert mask_url("smtp.example.org") == "smtp.example.org"
     assert shown_value("secret_key", SecretStr("x" * 40)) == (MASK, True)
     assert shown_value("smtp_password", None) == ("(none)", False)
     assert shown_value("some_api_key", "abc") == (MASK, True)
@@ -405,6 +407,24 @@ def test_secrets_in_values_are_masked() -> None:
         f"postgresql://u:{MASK}@h/d",
         True,
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # SQLAlchemy takes these passwords unescaped; urlsplit would end the host early.
+        ("postgresql+psycopg://identity:s3cr/et@db/identity", "identity:{}@db/identity"),
+        ("postgresql+psycopg://identity:p?ss@db/identity", "identity:{}@db/identity"),
+        ("postgresql+psycopg://identity:p#ss@db/identity", "identity:{}@db/identity"),
+        ("postgresql+psycopg://identity:p@ss@db:5432/identity", "identity:{}@db:5432/identity"),
+        ("redis://:pa/ss@host:6379/0", ":{}@host:6379/0"),
+        ("redis://:p?w@cache:6379/0?password=pw#x", ":{}@cache:6379/0?password={}#x"),
+    ],
+)
+def test_a_password_holding_url_delimiters_is_masked_whole(url: str, shown: str) -> None:
+    scheme = url.split("://", 1)[0]
+    assert mask_url(url) == f"{scheme}://" + shown.replace("{}", MASK)
+    assert shown_value("database_url", url) == (mask_url(url), True)
 
 
 def test_a_user_without_a_role_opens_none_of_these_pages(operator: Any) -> None:
