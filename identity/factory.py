@@ -222,7 +222,7 @@ def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(privacy_views.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(api.bp)
-    csrf.exempt(api.bp)  # bearer callers; session callers send X-CSRF-Token (identity.api.auth)
+    csrf.exempt(api.bp)  # bearer callers; browser sessions only read (identity.api.auth)
     for name in authorize_views.SIGN_IN_BLUEPRINTS:  # their hook, not every request's
         hooks = app.before_request_funcs.setdefault(name, [])
         hooks.append(authorize_views.sign_in_forms_may_reach_the_client)

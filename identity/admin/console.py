@@ -21,12 +21,11 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel
 from werkzeug.wrappers import Response as BaseResponse
 
+from identity.admin.proofs import check_sensitive, guard_escalation
 from identity.api.auth import Caller, decide
 from identity.api.operations import etag_of
 from identity.auth.methods import ACR_TWO_FACTORS, acr_for
-from identity.auth.service import Factors
 from identity.exceptions import Forbidden
-from identity.extensions import db
 from identity.models.session import LoginSession
 from identity.models.user import User
 from identity.rbac.access import serves
@@ -43,6 +42,7 @@ bp = serves(
 
 # A page any console user may open: someone holding at least one of identity's permissions.
 CONSOLE = "console"
+__all__ = ["CONSOLE", "Operator", "bp", "check_sensitive", "operator", "page", "require"]
 
 
 @dataclass
@@ -109,6 +109,9 @@ def page(
                 error.extra["missing"] = permission
                 raise error
             g.operator = who
+            if request.method == "POST":
+                # Any action that would give someone every permission needs a fresh proof.
+                return guard_escalation(lambda: view(**values))
             return view(**values)
 
         guarded.required_permission = permission  # type: ignore[attr-defined]
@@ -128,23 +131,6 @@ def require(permission: str) -> None:
         error = Forbidden(f"This action needs the permission {permission}.")
         error.extra["missing"] = permission
         raise error
-
-
-# Sensitive and destructive actions --------------------------------------------------------
-
-
-def check_sensitive(answer: str | None, typed: str | None, expected: str | None) -> str | None:
-    """What is wrong with a sensitive action's form, or None when it may go ahead.
-
-    ``answer``: the operator's password or authenticator code, checked now (a proof of
-    presence, not of a sign-in an hour ago). ``expected``: what a destructive action asks
-    to be typed (the user's email, the client id, the key id); None when none is asked.
-    """
-    if expected is not None and (typed or "").strip() != expected:
-        return f"Type {expected} exactly to confirm."
-    if not answer or not Factors(db.session(), runtime()).reauthenticate(operator().user, answer):
-        return "Your password or authenticator code is not right."
-    return None
 
 
 # Stale forms (the admin API's ETag rule) --------------------------------------------------

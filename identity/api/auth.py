@@ -1,9 +1,10 @@
 """Who calls the admin API, and whether they may.
 
 A caller is a bearer access token issued by identity itself with the scope
-``identity:admin`` (its subject is a user or a client's service account), or, for the
-admin console, a signed-in browser whose unsafe requests carry the CSRF token in
-``X-CSRF-Token``. What either may do is decided by RBAC on the subject, per operation.
+``identity:admin`` (its subject is a user or a client's service account), or a signed-in
+browser (with a second factor), which may only read: its changes go through the admin
+console, where sensitive ones ask for a fresh proof. What either may do is decided by RBAC
+on the subject, per operation.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import uuid
 from dataclasses import dataclass
 
 from flask import g, request
-from flask_wtf.csrf import validate_csrf
-from wtforms.validators import ValidationError
 
 from identity import audit
 from identity.auth.methods import ACR_TWO_FACTORS, acr_for
@@ -95,12 +94,13 @@ def _session_caller() -> Caller:
             " (admin_mfa_required)."
         )
     if request.method not in SAFE_METHODS:
-        try:
-            validate_csrf(request.headers.get("X-CSRF-Token"))
-        except ValidationError:
-            raise Forbidden(
-                "The CSRF token is missing or invalid: send it in X-CSRF-Token."
-            ) from None
+        # A browser reads the API (the Swagger UI); it changes things through the console,
+        # whose sensitive actions ask for a fresh proof (identity.admin.proofs), which a
+        # request from a page's script would skip.
+        raise Forbidden(
+            "From a browser session the admin API only reads: make changes in the admin"
+            " console (/admin), or call the API with a bearer access token."
+        )
     return Caller(Principal("user", user.id), "session")
 
 

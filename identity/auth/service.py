@@ -74,10 +74,10 @@ class Factors:
     def reauthenticate(self, user: User, answer: str) -> bool:
         """A fresh proof before a sensitive action (the admin console's erase, retire,
         rotate, grant admin): a code from the user's authenticator app, used up like one at
-        sign-in, or else their password. A wrong answer is audited."""
-        answer = answer.strip()
-        if answer.isdigit() and len(answer) == DIGITS and self.has_totp(user):
-            ok = self.rt.totp.verify(self.session, user, answer).outcome is Outcome.OK
+        sign-in, or else their password, taken as typed. A wrong answer is audited."""
+        code = answer.strip()
+        if len(code) == DIGITS and code.isascii() and code.isdigit() and self.has_totp(user):
+            ok = self.rt.totp.verify(self.session, user, code).outcome is Outcome.OK
         else:
             ok = self.password_is(user, answer)
         if not ok:

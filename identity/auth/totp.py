@@ -149,7 +149,9 @@ class TotpService:
         """The time step ``code`` belongs to, if it is current (within the drift) and after
         the last step accepted."""
         code = normalise(code)
-        if len(code) != DIGITS or not code.isdigit():
+        # ASCII only: str.isdigit() also accepts other scripts' digits, which
+        # hmac.compare_digest refuses with a TypeError.
+        if len(code) != DIGITS or not (code.isascii() and code.isdigit()):
             return None
         totp = pyotp.TOTP(self._seed(credential), digits=DIGITS, interval=INTERVAL)
         current = totp.timecode(now)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from identity.rbac.permissions import covering
+from identity.rbac.permissions import WILDCARD, covering
 
 PrincipalKind = Literal["user", "group", "client"]
 MAX_CANDIDATES = 5
@@ -247,6 +247,15 @@ class Snapshot:
                 self._role_names.clear()
             self._role_names[key] = cached
         return list(cached)
+
+
+def superusers(snapshot: Snapshot) -> frozenset[uuid.UUID]:
+    """Every principal (user, group or service account) holding ``*`` globally. A change
+    that adds one gives someone everything; the admin console asks for a fresh proof first
+    (identity.admin.proofs)."""
+    principals = set(snapshot.grants) | set(snapshot.member_of)
+    # holdings() as a user: a group or a client has no memberships, only its own grants.
+    return frozenset(p for p in principals if WILDCARD in snapshot.holdings("user", p))
 
 
 def check(
