@@ -89,3 +89,13 @@ def test_AUTHZ_13_the_admin_api_from_a_browser_needs_a_second_factor_too(
     answer = client.get("/api/v1/users")
     assert answer.status_code == 403
     assert "second factor" in answer.json["detail"]
+
+
+def test_the_dashboard_shows_audit_figures_only_to_audit_readers(operator: Any) -> None:
+    """Failure reasons and security events come from the audit trail: a user manager (no
+    audit:read) sees the counts and charts, not them."""
+    manager = operator("user-manager").get("/admin/").text
+    assert "Sign-ins" in manager
+    assert "Top failure reasons" not in manager and "Recent security events" not in manager
+    auditor = operator("auditor").get("/admin/").text
+    assert "Top failure reasons" in auditor and "Recent security events" in auditor
