@@ -73,7 +73,8 @@ def groups() -> ResponseReturnValue:
     return render("rbac/groups.html", items=items, next_cursor=next_cursor)
 
 
-@page("/groups/new", Permission.GROUPS_WRITE, methods=("GET", "POST"), endpoint="groups_new")
+# Under /groups/-/: "-" is never a group's name, so a group may be called "new".
+@page("/groups/-/new", Permission.GROUPS_WRITE, methods=("GET", "POST"), endpoint="groups_new")
 def new_group() -> ResponseReturnValue:
     form = {key: request.form.get(key, "").strip() for key in ("name", "description", "parent")}
     if request.method == "GET":

@@ -102,7 +102,8 @@ def _choices() -> dict[str, Any]:
     }
 
 
-@page("/roles/new", Permission.ROLES_WRITE, methods=("GET", "POST"), endpoint="roles_new")
+# Under /roles/-/: "-" is never a role's name, so a role may be called "new" (GitLab's way).
+@page("/roles/-/new", Permission.ROLES_WRITE, methods=("GET", "POST"), endpoint="roles_new")
 def new_role() -> ResponseReturnValue:
     if request.method == "GET":
         form = {"name": "", "description": "", "permissions": [], "parents": []}

@@ -62,10 +62,10 @@ def version(html: str) -> str:
 @pytest.fixture
 def billing(admin: FlaskClient) -> FlaskClient:
     """billing-viewer (invoices:read) and billing-approver, which inherits it."""
-    assert submit(admin, "/admin/roles/new", **BILLING).status_code == 303
+    assert submit(admin, "/admin/roles/-/new", **BILLING).status_code == 303
     answer = submit(
         admin,
-        "/admin/roles/new",
+        "/admin/roles/-/new",
         name="billing-approver",
         more="invoices:approve",
         parent="billing-viewer",
@@ -99,11 +99,11 @@ def test_roles_page_draws_inheritance(app: Flask, billing: FlaskClient) -> None:
     assert 'aria-labelledby="inheritance-title"' in text
     assert '<span class="badge">built-in</span>' in text
     assert "<code>invoices:read</code>" in text
-    assert 'href="/admin/roles/new"' in text  # roles:write
+    assert 'href="/admin/roles/-/new"' in text  # roles:write
 
 
 def test_create_role_is_audited(app: Flask, admin: FlaskClient) -> None:
-    answer = submit(admin, "/admin/roles/new", permission=["users:read"], **BILLING)
+    answer = submit(admin, "/admin/roles/-/new", permission=["users:read"], **BILLING)
     assert answer.status_code == 303
     assert answer.location.endswith("/admin/roles/billing-viewer")
     assert state(app)["roles"]["billing-viewer"] == (
@@ -117,13 +117,13 @@ def test_create_role_is_audited(app: Flask, admin: FlaskClient) -> None:
 
 
 def test_create_role_shows_the_services_refusal(app: Flask, admin: FlaskClient) -> None:
-    answer = submit(admin, "/admin/roles/new", name="odd", more="Invoices:READ")
+    answer = submit(admin, "/admin/roles/-/new", name="odd", more="Invoices:READ")
     assert answer.status_code == 400
     assert "not a permission a role can hold" in answer.text
     assert 'value="odd"' in answer.text  # the form keeps what was typed
     assert "odd" not in state(app)["roles"]  # the half-made role is gone
-    assert submit(admin, "/admin/roles/new", name="Bad Name").status_code == 400
-    assert submit(admin, "/admin/roles/new", name="admin").status_code == 409
+    assert submit(admin, "/admin/roles/-/new", name="Bad Name").status_code == 400
+    assert submit(admin, "/admin/roles/-/new", name="admin").status_code == 409
 
 
 def test_role_page_shows_inherited_permissions_and_holders(
@@ -250,7 +250,7 @@ def test_give_to_a_group_and_a_client(
     make_client: Callable[..., Any],  # noqa: F811 - the fixture imported above
 ) -> None:
     rp = make_client()
-    assert submit(billing, "/admin/groups/new", name="finance").status_code == 303
+    assert submit(billing, "/admin/groups/-/new", name="finance").status_code == 303
     assert give(billing, "billing-viewer", kind="group", holder="finance").status_code == 303
     answer = give(billing, "billing-viewer", kind="client", holder=rp.client_id, scope=rp.client_id)
     assert answer.status_code == 303
@@ -297,7 +297,7 @@ def test_permissions_page(
     assert "<code>invoices:approve</code>" in page.text
     assert "Approve invoices" in page.text
     # The role form offers what applications declare.
-    assert 'value="invoices:approve"' in admin.get("/admin/roles/new").text
+    assert 'value="invoices:approve"' in admin.get("/admin/roles/-/new").text
 
 
 # Groups -------------------------------------------------------------------------------------
@@ -307,13 +307,15 @@ def test_groups_create_edit_and_members(app: Flask, admin: FlaskClient, make_use
     bob = make_user("bob@example.org")
     assert admin.get("/admin/groups").status_code == 200
     assert "No group yet." in admin.get("/admin/groups").text
-    assert submit(admin, "/admin/groups/new", name="staff").status_code == 303
-    answer = submit(admin, "/admin/groups/new", name="finance", description="Money", parent="staff")
+    assert submit(admin, "/admin/groups/-/new", name="staff").status_code == 303
+    answer = submit(
+        admin, "/admin/groups/-/new", name="finance", description="Money", parent="staff"
+    )
     assert answer.status_code == 303
     assert answer.location.endswith("/admin/groups/finance")
     assert audit_events(app, "group.create")[-1]["data"]["group"] == "finance"
-    assert submit(admin, "/admin/groups/new", name="finance").status_code == 409
-    assert submit(admin, "/admin/groups/new", name="x", parent="nope").status_code == 400
+    assert submit(admin, "/admin/groups/-/new", name="finance").status_code == 409
+    assert submit(admin, "/admin/groups/-/new", name="x", parent="nope").status_code == 400
 
     page = "/admin/groups/finance"
     added = submit(admin, page, f"{page}/members", email="bob@example.org")
@@ -354,7 +356,7 @@ def test_groups_create_edit_and_members(app: Flask, admin: FlaskClient, make_use
 
 
 def test_group_roles(app: Flask, billing: FlaskClient) -> None:
-    assert submit(billing, "/admin/groups/new", name="finance").status_code == 303
+    assert submit(billing, "/admin/groups/-/new", name="finance").status_code == 303
     page = "/admin/groups/finance"
     given = submit(billing, page, f"{page}/roles", role="billing-viewer")
     assert given.status_code == 303
@@ -373,12 +375,12 @@ def test_group_roles(app: Flask, billing: FlaskClient) -> None:
     assert len(audit_events(app, "role.unassign")) == 1
     # An assignment of another page is not taken from here.
     other = takes[1].replace("finance", "staff")
-    assert submit(billing, "/admin/groups/new", name="staff").status_code == 303
+    assert submit(billing, "/admin/groups/-/new", name="staff").status_code == 303
     assert submit(billing, page, other).status_code == 400
 
 
 def test_AUTHZ_13_delete_group_asks_password_and_name(app: Flask, admin: FlaskClient) -> None:
-    assert submit(admin, "/admin/groups/new", name="finance").status_code == 303
+    assert submit(admin, "/admin/groups/-/new", name="finance").status_code == 303
     page, action = "/admin/groups/finance", "/admin/groups/finance/delete"
     assert submit(admin, page, action, confirm="finance", reauth="nope").status_code == 400
     assert submit(admin, page, action, confirm="financ", **REAUTH).status_code == 400
@@ -387,6 +389,23 @@ def test_AUTHZ_13_delete_group_asks_password_and_name(app: Flask, admin: FlaskCl
     assert done.status_code == 303
     assert "finance" not in state(app)["groups"]
     assert audit_events(app, "group.delete")[0]["data"]["group"] == "finance"
+
+
+def test_a_role_and_a_group_named_new_open_on_their_pages(admin: FlaskClient) -> None:
+    # The forms that create them live under "-", which no name can be.
+    created = submit(admin, "/admin/roles/-/new", name="new", more="invoices:read")
+    assert created.status_code == 303 and created.location.endswith("/admin/roles/new")
+    role = admin.get("/admin/roles/new")
+    assert role.status_code == 200
+    assert "<code>invoices:read</code>" in role.text
+    assert 'action="/admin/roles/-/new"' not in role.text  # the role, not the form
+    created = submit(admin, "/admin/groups/-/new", name="new", description="Newcomers")
+    assert created.status_code == 303 and created.location.endswith("/admin/groups/new")
+    group = admin.get("/admin/groups/new")
+    assert group.status_code == 200
+    assert "Newcomers" in group.text
+    assert 'action="/admin/groups/-/new"' not in group.text
+    assert submit(admin, "/admin/groups/-/new", name="-").status_code == 400
 
 
 # The decision explorer ----------------------------------------------------------------------
@@ -454,18 +473,18 @@ def test_explorer_client_subject_and_mistakes(
 def test_roles_without_roles_write(
     app: Flask, operator: Any, admin: FlaskClient, role: str
 ) -> None:
-    assert submit(admin, "/admin/roles/new", **BILLING).status_code == 303
+    assert submit(admin, "/admin/roles/-/new", **BILLING).status_code == 303
     client = operator(role)
     page = client.get("/admin/roles/billing-viewer")
     assert page.status_code == 200
-    assert 'href="/admin/roles/new"' not in client.get("/admin/roles").text
+    assert 'href="/admin/roles/-/new"' not in client.get("/admin/roles").text
     assert "/admin/roles/billing-viewer/edit" not in page.text
     assert "/admin/roles/billing-viewer/delete" not in page.text
-    assert client.get("/admin/roles/new").status_code == 403
+    assert client.get("/admin/roles/-/new").status_code == 403
     before = state(app)
     token = {"page": "/admin/roles/billing-viewer"}
     for action, data in (
-        ("/admin/roles/new", {"name": "mine", "more": "invoices:read"}),
+        ("/admin/roles/-/new", {"name": "mine", "more": "invoices:read"}),
         ("/admin/roles/billing-viewer/edit", {"version": version(admin.get(token["page"]).text)}),
         ("/admin/roles/billing-viewer/delete", {"confirm": "billing-viewer", **REAUTH}),
     ):
@@ -474,7 +493,7 @@ def test_roles_without_roles_write(
 
 
 def test_AUTHZ_07_auditor_changes_nothing(app: Flask, operator: Any, billing: FlaskClient) -> None:
-    assert submit(billing, "/admin/groups/new", name="finance").status_code == 303
+    assert submit(billing, "/admin/groups/-/new", name="finance").status_code == 303
     auditor = operator("auditor")
     for url in ("/admin/roles", "/admin/permissions", "/admin/groups", "/admin/explorer"):
         assert auditor.get(url).status_code == 200
@@ -484,12 +503,12 @@ def test_AUTHZ_07_auditor_changes_nothing(app: Flask, operator: Any, billing: Fl
     assert "/admin/groups/finance/roles" not in group
     assert "/admin/groups/finance/delete" not in group
     assert "/holders" not in role
-    assert 'href="/admin/groups/new"' not in auditor.get("/admin/groups").text
-    assert auditor.get("/admin/groups/new").status_code == 403
+    assert 'href="/admin/groups/-/new"' not in auditor.get("/admin/groups").text
+    assert auditor.get("/admin/groups/-/new").status_code == 403
     before = state(app)
     page = "/admin/groups/finance"
     for action, data in (
-        ("/admin/groups/new", {"name": "mine"}),
+        ("/admin/groups/-/new", {"name": "mine"}),
         (f"{page}/members", {"email": auditor.email}),  # type: ignore[attr-defined]
         (f"{page}/roles", {"role": "billing-viewer"}),
         (f"{page}/edit", {"description": "x"}),
@@ -513,7 +532,7 @@ def test_AUTHZ_05_user_manager_gives_only_what_it_holds(
     assert "you cannot grant what you do not hold: invoices:read" in refused.text
     assert state(app)["grants"][bob] == ["user-manager"]
     # Groups are its to change.
-    assert submit(manager, "/admin/groups/new", name="desk").status_code == 303
+    assert submit(manager, "/admin/groups/-/new", name="desk").status_code == 303
 
 
 def test_a_user_without_a_role_is_refused(operator: Any) -> None:
@@ -525,9 +544,9 @@ def test_a_user_without_a_role_is_refused(operator: Any) -> None:
 def test_WEB_01_posts_without_csrf_token_are_refused(app: Flask, billing: FlaskClient) -> None:
     before = state(app)
     for action, data in (
-        ("/admin/roles/new", {"name": "mine"}),
+        ("/admin/roles/-/new", {"name": "mine"}),
         ("/admin/roles/billing-viewer/delete", {"confirm": "billing-viewer", **REAUTH}),
-        ("/admin/groups/new", {"name": "finance"}),
+        ("/admin/groups/-/new", {"name": "finance"}),
     ):
         assert billing.post(action, data=data).status_code == 400
     assert state(app) == before
