@@ -38,3 +38,29 @@ def test_each_role_opens_the_dashboard(browser: Any, server: Server, email: str)
     check_page(page)
     tab.context.close()
     tab.assert_clean()
+
+
+def test_the_keyboard_skips_the_navigation_and_walks_the_pages(
+    browser: Any, server: Server
+) -> None:
+    """The first Tab offers to skip the navigation; the navigation's links are reached by
+    Tab and followed with Enter, and the focus is always visible."""
+    tab = open_console(browser, server, ADMIN)
+    page = tab.page
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to the page")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_visible()
+    nav = page.get_by_role("navigation", name="Admin console")
+    users = nav.get_by_role("link", name="Users")
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        if users.evaluate("link => link === document.activeElement"):
+            break
+    expect(users).to_be_focused()
+    outline = users.evaluate("link => getComputedStyle(link).outlineStyle")
+    assert outline != "none"
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Users", level=1)).to_be_visible()
+    tab.context.close()
+    tab.assert_clean()
