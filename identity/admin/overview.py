@@ -19,6 +19,9 @@ from identity.models.oauth import Client
 from identity.models.privacy import PrivacyJob, SecurityEvent
 from identity.models.session import LoginSession
 from identity.models.user import User
+from identity.runtime import runtime
+from identity.sessions import policy as session_policy
+from identity.sessions.service import SessionPolicy, live
 
 SIGN_IN = "user.sign_in"
 # Events an operator wants to see first: factors, keys, secrets, roles, erasures, refusals.
@@ -53,8 +56,13 @@ class Overview:
     last_verification: AuditEvent | None
 
 
-def overview(session: Session, now: datetime | None = None) -> Overview:
+def overview(
+    session: Session, now: datetime | None = None, *, policy: SessionPolicy | None = None
+) -> Overview:
+    """``policy``: the session timeouts (the settings' by default), so a session counts as
+    active exactly when /admin/sessions lists it."""
     now = now or utcnow()
+    policy = policy or session_policy(runtime().settings)
     hour = now.replace(minute=0, second=0, microsecond=0)
     day = hour.replace(hour=0)
     scalar = session.scalar
@@ -65,7 +73,7 @@ def overview(session: Session, now: datetime | None = None) -> Overview:
         )
         or 0,
         active_sessions=scalar(
-            select(func.count()).select_from(LoginSession).where(LoginSession.expires_at > now)
+            select(func.count()).select_from(LoginSession).where(live(policy, now))
         )
         or 0,
         clients=scalar(select(func.count()).select_from(Client)) or 0,

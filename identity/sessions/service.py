@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, and_, delete, select
 from sqlalchemy.orm import Session
 
 from identity import audit
@@ -114,6 +114,15 @@ def end_all(session: Session, user_id: uuid.UUID, keep: str | None = None) -> in
     return rowcount(session.execute(statement))
 
 
+def live(policy: SessionPolicy, now: datetime) -> ColumnElement[bool]:
+    """The SQL condition of a live session at ``now``: past neither its absolute nor its idle
+    timeout (what ``resolve`` checks on one record). The console's list and count use it."""
+    return and_(
+        LoginSession.expires_at > now,
+        LoginSession.last_seen_at > now - policy.idle_timeout,
+    )
+
+
 def active_of(
     session: Session, user_id: uuid.UUID, policy: SessionPolicy, now: datetime | None = None
 ) -> list[LoginSession]:
@@ -121,11 +130,7 @@ def active_of(
     now = now or utcnow()
     query = (
         select(LoginSession)
-        .where(
-            LoginSession.user_id == user_id,
-            LoginSession.expires_at > now,
-            LoginSession.last_seen_at > now - policy.idle_timeout,
-        )
+        .where(LoginSession.user_id == user_id, live(policy, now))
         .order_by(LoginSession.created_at.desc(), LoginSession.sid)
     )
     return list(session.execute(query).scalars())
@@ -144,10 +149,7 @@ def active_sessions(
     console's list. ``after`` is the (created_at, sid) of the last one of the previous
     page; at most ``limit`` of them."""
     now = now or utcnow()
-    query = select(LoginSession).where(
-        LoginSession.expires_at > now,
-        LoginSession.last_seen_at > now - policy.idle_timeout,
-    )
+    query = select(LoginSession).where(live(policy, now))
     if user_id is not None:
         query = query.where(LoginSession.user_id == user_id)
     if after is not None:

@@ -3,6 +3,7 @@ page only with its permission (AUTHZ-01); the dashboard draws its charts on the 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pyotp
@@ -37,6 +38,35 @@ def test_dashboard_counts_and_charts(app: Flask, admin: FlaskClient, make_user: 
     assert text.count('<svg viewBox="0 0 600 160" role="img"') == 2
     assert "user.sign_in: invalid_password" in text or "user.sign_in: " in text
     assert 'class="failed"' in text  # bob's failure is drawn
+
+
+def test_dashboard_counts_the_sessions_the_sessions_page_lists(
+    app: Flask, admin: FlaskClient, make_user: Any
+) -> None:
+    """A session idle past session_idle_timeout has ended: the dashboard does not count it,
+    as /admin/sessions does not list it, though its absolute timeout is still ahead."""
+    from sqlalchemy import update
+
+    from identity.extensions import db
+    from identity.models.base import utcnow
+    from identity.models.session import LoginSession
+    from identity.models.user import user_by_email
+
+    make_user("bob@example.org")
+    assert sign_in(app.test_client(), "bob@example.org").status_code == 303
+    assert '<span class="stat">2</span> active sessions' in admin.get("/admin/").text
+    idle = timedelta(seconds=app.extensions["identity"].settings.session_idle_timeout + 60)
+    with app.app_context():
+        bob = user_by_email(db.session, "bob@example.org")
+        assert bob is not None
+        db.session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == bob.id)
+            .values(last_seen_at=utcnow() - idle)
+        )
+        db.session.commit()
+    assert "bob@example.org" not in admin.get("/admin/sessions").text
+    assert '<span class="stat">1</span> active sessions' in admin.get("/admin/").text
 
 
 def test_auditor_sees_only_what_it_may(operator: Any) -> None:
