@@ -1,13 +1,15 @@
-"""Operator actions on accounts: invitations, profile changes, disabling and deleting (the
-`identity users ...` commands and the admin API).
+"""Operator actions on accounts: creating, inviting, mailing, profile changes, disabling
+and deleting (the `identity users ...` commands, the admin API and the admin console).
 
 ``actor`` is who asks: None for the operator at the `identity` command, who may do
-anything; otherwise the admin API's caller, who may act only on users who hold no
-permission the caller lacks (identity.rbac.service.require_outranks). Whoever asks, the
-last active administrator can be neither disabled nor deleted (AUTHZ-08)."""
+anything; otherwise the admin API's or the console's caller, who may act only on users
+who hold no permission the caller lacks (identity.rbac.service.require_outranks).
+Whoever asks, the last active administrator can be neither disabled nor deleted
+(AUTHZ-08)."""
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -17,12 +19,13 @@ from sqlalchemy.orm import Session
 
 from identity import audit, erasure_requests
 from identity.accounts.emails import normalize_email
-from identity.accounts.service import clean_name
+from identity.accounts.service import Accounts, clean_name
 from identity.exceptions import Conflict, NotFound
 from identity.models.base import utcnow
 from identity.models.user import Invitation, User, roles_by_names, user_by_email
 from identity.random_tokens import new_token, token_hash
 from identity.rbac import service as rbac
+from identity.rbac.store import load_snapshot
 from identity.revocation import revoke_user_tokens
 from identity.sessions import service as login_sessions
 
@@ -41,6 +44,63 @@ def find_user(session: Session, email: str) -> User:
 
 def _actor_user(actor: rbac.Principal | None) -> uuid.UUID | None:
     return actor.id if actor is not None and actor.kind == "user" else None
+
+
+def create_user(
+    session: Session,
+    rt: Runtime,
+    email: str,
+    password: str | None,
+    *,
+    roles: list[str] | tuple[str, ...] = (),
+    verified: bool = False,
+    name: str | None = None,
+    actor: rbac.Principal | None = None,
+    client_id: str | None = None,
+) -> User:
+    """An operator's new account (the admin API, the console). Without a password it gets
+    an unusable random one and the user is mailed the password reset link, with which
+    they choose theirs. ``actor`` gives only roles holding nothing it does not hold."""
+    accounts = Accounts(session, rt)
+    user = accounts.create_user(
+        email,
+        password if password is not None else secrets.token_urlsafe(32),
+        roles=list(roles),
+        verified=verified,
+        name=name,
+        actor=actor,
+        client_id=client_id,
+    )
+    if password is None:
+        accounts.request_reset(user.email)
+    return user
+
+
+def _mailable(session: Session, user: User, actor: rbac.Principal | None) -> None:
+    rbac.require_outranks(session, actor, user.id)
+    if not user.is_active:
+        raise Conflict(f"{user.email} is disabled: enable them first.")
+
+
+def send_verification(
+    session: Session, rt: Runtime, user: User, *, actor: rbac.Principal | None = None
+) -> None:
+    """Mail the user a new verification link, as an operator asks (one a minute at most).
+    Refused for a user holding more than ``actor``, a disabled account (Conflict) and an
+    address verified already (Conflict)."""
+    _mailable(session, user, actor)
+    if user.is_verified:
+        raise Conflict(f"{user.email} is verified already.")
+    Accounts(session, rt).resend_verification(user.email)
+
+
+def send_password_reset(
+    session: Session, rt: Runtime, user: User, *, actor: rbac.Principal | None = None
+) -> None:
+    """Mail the user a password reset link, as an operator asks (one a minute at most).
+    Refused for a user holding more than ``actor`` and a disabled account (Conflict)."""
+    _mailable(session, user, actor)
+    Accounts(session, rt).request_reset(user.email)
 
 
 def set_disabled(
@@ -145,16 +205,23 @@ def create_invitation(
     email: str | None = None,
     role: str | None = None,
     lifetime: int | None = None,
-    actor_id: uuid.UUID | None = None,
+    actor: rbac.Principal | None = None,
     now: datetime | None = None,
     send_mail: bool = False,
 ) -> str:
     """Create a single-use invitation and return its link (the token is shown only here).
-    ``send_mail``: also mail the link to ``email`` (the console does; the CLI prints it)."""
+    ``send_mail``: also mail the link to ``email`` (the console does; the CLI prints it).
+
+    Giving a role through an invitation is giving the role: ``actor`` may give only a
+    role holding nothing it does not hold; whether it may give roles at all
+    (roles:assign) its caller checks, as for any permission."""
     now = now or utcnow()
+    actor_id = _actor_user(actor)
     role_row = None
     if role is not None:
         (role_row,) = roles_by_names(session, [role])
+        snapshot = load_snapshot(session)
+        rbac.require_holds(session, actor, snapshot.role_grants(role_row.id), snapshot=snapshot)
     token = new_token()
     invitation = Invitation(
         token_hash=token_hash(token),

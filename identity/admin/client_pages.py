@@ -33,7 +33,6 @@ from identity.admin.console import (
     operator,
     page,
     render,
-    require,
     version_of,
 )
 from identity.api.clients import (
@@ -138,11 +137,10 @@ def clients_new() -> ResponseReturnValue:
     body = read_create(form)
     if body is None:
         return _form(form, 422)
-    if body.roles:
-        require(Permission.ROLES_ASSIGN)
     try:
         with db.session().begin_nested():  # undone alone when refused
-            created = register_client(body, operator().principal)
+            # Roles for its service account need roles:assign: register_client checks.
+            created = register_client(body, operator().caller)
     except IdentityError as error:
         refused(form, error)
         return _form(form, _status(error))

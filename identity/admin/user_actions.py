@@ -11,15 +11,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import Response, flash, request
+from flask import flash, request
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
-from identity import audit
 from identity.accounts import management
-from identity.accounts.service import Accounts
 from identity.admin.console import back, check_sensitive, is_stale, operator, page
 from identity.admin.user_pages import problem, show_user, user_or_404
+from identity.api.privacy import bundle_download
+from identity.api.sessions import end_sessions
 from identity.api.users import UserUpdate, user_out
 from identity.auth.service import Factors
 from identity.exceptions import Conflict, Forbidden, InvalidInput, NotFound
@@ -30,7 +30,6 @@ from identity.privacy.erasure import Erasure
 from identity.rbac import service as rbac
 from identity.rbac.permissions import ADMIN_ROLE, Permission
 from identity.runtime import runtime
-from identity.sessions import service as login_sessions
 
 REFUSALS = (Forbidden, Conflict, InvalidInput, NotFound)
 STALE = (
@@ -125,23 +124,23 @@ def user_enable(user_id: uuid.UUID) -> ResponseReturnValue:
 @page(_rule("verification"), Permission.USERS_WRITE, methods=("POST",))
 def user_verification(user_id: uuid.UUID) -> ResponseReturnValue:
     user = user_or_404(user_id)
-    if user.is_verified:
-        flash(f"{user.email} is verified already.", "error")
-        return back("admin.user", user_id=user_id)
-    Accounts(db.session(), runtime()).resend_verification(user.email)
-    flash(f"A verification link is on its way to {user.email} (one a minute at most).", "success")
-    return back("admin.user", user_id=user_id)
+
+    def action() -> str:
+        management.send_verification(db.session(), runtime(), user, actor=operator().principal)
+        return f"A verification link is on its way to {user.email} (one a minute at most)."
+
+    return attempt(user_id, action)
 
 
 @page(_rule("password-reset"), Permission.USERS_WRITE, methods=("POST",))
 def user_password_reset(user_id: uuid.UUID) -> ResponseReturnValue:
     user = user_or_404(user_id)
-    if not user.is_active:
-        flash(f"{user.email} is disabled: enable them first.", "error")
-        return back("admin.user", user_id=user_id)
-    Accounts(db.session(), runtime()).request_reset(user.email)
-    flash(f"A password reset link is on its way to {user.email} (one a minute at most).", "success")
-    return back("admin.user", user_id=user_id)
+
+    def action() -> str:
+        management.send_password_reset(db.session(), runtime(), user, actor=operator().principal)
+        return f"A password reset link is on its way to {user.email} (one a minute at most)."
+
+    return attempt(user_id, action)
 
 
 @page(_rule("factors/reset"), Permission.USERS_WRITE, methods=("POST",))
@@ -166,17 +165,8 @@ def user_sessions_revoke(user_id: uuid.UUID) -> ResponseReturnValue:
     user = user_or_404(user_id)
 
     def action() -> str:
-        session = db.session()
-        # Ending an administrator's sessions is acting on them: only who outranks them may.
-        rbac.require_outranks(session, operator().principal, user.id)
-        ended = login_sessions.revoke(
-            session,
-            user.id,
-            None,
-            access_token_lifetime=runtime().settings.access_token_lifetime,
-            actor_id=operator().user.id,
-            client_id=None,
-        )
+        # DELETE /api/v1/users/{id}/sessions: only who outranks the user may.
+        ended = end_sessions(operator().caller, user.id, None)
         return f"{user.email} is signed out everywhere ({ended} sessions ended)."
 
     return attempt(user_id, action)
@@ -185,25 +175,13 @@ def user_sessions_revoke(user_id: uuid.UUID) -> ResponseReturnValue:
 @page(_rule("export"), Permission.USERS_WRITE, methods=("POST",))
 def user_export(user_id: uuid.UUID) -> ResponseReturnValue:
     """The signed ZIP of GET /api/v1/users/{id}/export, as a download."""
-    session = db.session()
     user = user_or_404(user_id)
     try:
-        rbac.require_outranks(session, operator().principal, user.id)
+        data = jobs.export_for_operator(db.session(), runtime(), user, actor=operator().principal)
     except Forbidden as refused:
         flash(refused.message, "error")
         return back("admin.user", user_id=user_id)
-    data = jobs.build_bundle(session, runtime(), user)
-    audit.record(
-        session, "gdpr.export_by_operator", actor_id=operator().user.id, subject_id=user.id
-    )
-    return Response(
-        data,
-        mimetype="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="identity-export-{user.id}.zip"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return bundle_download(user, data)
 
 
 @page(_rule("erase"), Permission.USERS_WRITE, methods=("POST",))

@@ -2,13 +2,12 @@
 in identity.admin.user_actions).
 
 The search is the admin API's (identity.api.users.search_users, same filters and cursor);
-creating a user calls the account service as POST /api/v1/users does, an invitation the
-management function `identity invites create` calls.
+creating a user calls the management function POST /api/v1/users calls, an invitation
+the one `identity invites create` calls.
 """
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from typing import Any
 
@@ -19,7 +18,6 @@ from sqlalchemy import select
 
 from identity import audit
 from identity.accounts import management
-from identity.accounts.service import Accounts
 from identity.admin.console import (
     back,
     check_sensitive,
@@ -36,9 +34,7 @@ from identity.extensions import db
 from identity.models.rbac import Group, Role, RoleAssignment, group_members
 from identity.models.user import User
 from identity.oauth.consents.service import connected_apps
-from identity.rbac import service as rbac
 from identity.rbac.permissions import ADMIN_ROLE, Permission
-from identity.rbac.store import load_snapshot
 from identity.runtime import runtime
 from identity.sessions import policy
 from identity.sessions import service as login_sessions
@@ -116,12 +112,13 @@ def users_create() -> ResponseReturnValue:
     except ValidationError as invalid:
         return render("users/new.html", 422, form=form, error=problem(invalid))
     session = db.session()
-    accounts = Accounts(session, runtime())
     try:
         with session.begin_nested():
-            user = accounts.create_user(
+            user = management.create_user(
+                session,
+                runtime(),
                 body.email,
-                body.password if body.password is not None else secrets.token_urlsafe(32),
+                body.password,
                 verified=body.email_verified,
                 name=body.name,
                 actor=operator().principal,
@@ -129,9 +126,7 @@ def users_create() -> ResponseReturnValue:
             )
     except IdentityError as refused:  # the address is taken, the password too weak
         return render("users/new.html", refused.status_code, form=form, error=refused.message)
-    if body.password is None:
-        # As the API does: the user chooses a password through the reset link.
-        accounts.request_reset(user.email)
+    if body.password is None:  # the service mailed a link to choose one
         flash(f"{user.email} was created and mailed a link to choose a password.", "success")
     else:
         flash(f"{user.email} was created.", "success")
@@ -159,16 +154,9 @@ def users_invite() -> ResponseReturnValue:
         )
 
     if role is not None:
-        # Giving a role through an invitation is giving a role: the same checks as the
-        # role form on a user's page.
+        # Giving a role through an invitation is giving a role: roles:assign here, and the
+        # service refuses a role holding more than the operator holds.
         require(Permission.ROLES_ASSIGN)
-        try:
-            role_row = rbac.role_by_name(session, role)
-            rbac.require_holds(
-                session, operator().principal, load_snapshot(session).role_grants(role_row.id)
-            )
-        except IdentityError as refused:
-            return again(refused.status_code, refused.message)
         if role == ADMIN_ROLE:
             wrong = check_sensitive(form.get("reauth"), None, None)
             if wrong:
@@ -180,10 +168,10 @@ def users_invite() -> ResponseReturnValue:
                 runtime(),
                 email=email,
                 role=role,
-                actor_id=operator().user.id,
+                actor=operator().principal,
                 send_mail=True,
             )
-    except IdentityError as refused:  # a malformed address
+    except IdentityError as refused:  # a malformed address, a role beyond the operator's
         return again(refused.status_code, refused.message)
     # The link is shown once, on this answer (never in a flash message, which would keep it
     # in the session cookie), and mailed when the invitation names an address.

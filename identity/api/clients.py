@@ -23,7 +23,6 @@ from identity.models.oauth import Client
 from identity.oauth.clients import service as client_service
 from identity.rbac import service as rbac
 from identity.rbac.permissions import Permission
-from identity.rbac.service import Principal
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 SigningAlg = Literal["ES256", "RS256", "EdDSA"]
@@ -162,9 +161,13 @@ def find_client(client_id: str, *, for_update: bool = False) -> Client:
     return row
 
 
-def register_client(body: ClientCreate, actor: Principal) -> client_service.CreatedClient:
-    """Register a client from the API's input (the admin console's form gives the same):
-    roles for its service account need roles:assign, which the caller checks first."""
+def register_client(body: ClientCreate, caller: Caller) -> client_service.CreatedClient:
+    """Register a client from the API's input as ``caller`` (POST /clients, and the admin
+    console's form, which gives the same input). Roles for its service account also need
+    roles:assign, besides the clients:write the operation or page checked; the service
+    refuses roles holding more than the caller holds."""
+    if body.roles:
+        authorize(caller, Permission.ROLES_ASSIGN)
     raw = body.model_dump(
         exclude={"name", "first_party", "resource_server", "roles"}, exclude_none=True
     )
@@ -176,7 +179,7 @@ def register_client(body: ClientCreate, actor: Principal) -> client_service.Crea
         resource_server=body.resource_server,
         roles=body.roles,
         registered_via="api",
-        actor=actor,
+        actor=caller.principal,
     )
 
 
@@ -225,9 +228,7 @@ def create_client(caller: Caller, body: ClientCreate) -> ClientCreated:
     """The answer holds the client's secret, the only time it is shown (AUTHZ-10). Roles
     for its service account also need roles:assign, and only roles whose permissions the
     caller holds can be given (AUTHZ-05)."""
-    if body.roles:
-        authorize(caller, Permission.ROLES_ASSIGN)
-    created = register_client(body, caller.principal)
+    created = register_client(body, caller)
     return ClientCreated(
         **client_out(created.client).model_dump(), client_secret=created.client_secret
     )

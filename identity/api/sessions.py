@@ -71,14 +71,15 @@ def list_sessions(caller: Caller, user_id: uuid.UUID) -> SessionList:
     )
 
 
-def end_sessions(caller: Caller, user_id: uuid.UUID, sid: str | None) -> None:
+def end_sessions(caller: Caller, user_id: uuid.UUID, sid: str | None) -> int:
     """End one session of the user (``sid``) or all of them (None), with their grants, as
-    ``caller``: what the API's DELETE operations and the console's sessions page do."""
+    ``caller``; returns how many ended. What the API's DELETE operations, the console's
+    sessions page and its "sign out everywhere" on a user's page do."""
     session = db.session()
     user = get_user(session, user_id)
     # Ending an administrator's sessions is acting on them: only who outranks them may.
     rbac.require_outranks(session, caller.principal, user.id)
-    login_sessions.revoke(
+    return login_sessions.revoke(
         session,
         user.id,
         sid,

@@ -7,7 +7,6 @@ administrator; so do the `identity users ...` commands, through the same functio
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -18,7 +17,6 @@ from sqlalchemy.orm import Session, selectinload
 
 from identity.accounts import management
 from identity.accounts.emails import InvalidEmail, normalize_email
-from identity.accounts.service import Accounts
 from identity.api import bp
 from identity.api.auth import Caller, authorize
 from identity.api.common import Input, Output, Page, PageQuery, decode_cursor, encode_cursor
@@ -216,19 +214,17 @@ def create_user(caller: Caller, body: UserCreate) -> UserOut:
     choose theirs. An email address another account has is a 409."""
     if body.roles:
         authorize(caller, Permission.ROLES_ASSIGN)
-    session = db.session()
-    accounts = Accounts(session, runtime())
-    user = accounts.create_user(
+    user = management.create_user(
+        db.session(),
+        runtime(),
         body.email,
-        body.password if body.password is not None else secrets.token_urlsafe(32),
+        body.password,
         roles=body.roles,
         verified=body.email_verified,
         name=body.name,
         actor=caller.principal,
         client_id=caller.client_id,
     )
-    if body.password is None:
-        accounts.request_reset(user.email)
     return user_out(user)
 
 

@@ -177,23 +177,22 @@ def export(user: str, output: str) -> None:
     import os
     from pathlib import Path
 
-    from identity import audit
     from identity.cli.context import command
     from identity.exceptions import InvalidInput
     from identity.privacy.inventory import exported_tables
-    from identity.privacy.jobs import build_bundle
+    from identity.privacy.jobs import export_for_operator
 
     with command() as ctx:
         target = _find(ctx.session, user)
         tables = exported_tables()
         with click.progressbar(length=len(tables), label="gathering", file=sys.stderr) as bar:
             try:
-                packed = build_bundle(
+                # Audited; the operator at the command (no actor) may export anyone.
+                packed = export_for_operator(
                     ctx.session, ctx.runtime, target, progress=lambda _: bar.update(1)
                 )
             except InvalidInput as error:  # no signing key
                 raise click.ClickException(error.message) from None
-        audit.record(ctx.session, "gdpr.export_by_operator", subject_id=target.id)
         path = Path(output)
         temporary = path.with_name(f".{path.name}.partial")
         try:

@@ -27,6 +27,7 @@ from identity.models.user import User
 from identity.privacy import bundle, export
 from identity.privacy.erasure import Erasure
 from identity.random_tokens import new_token, token_hash
+from identity.rbac import service as rbac
 from identity.sealing import Sealer
 
 if TYPE_CHECKING:
@@ -92,6 +93,31 @@ def build_bundle(
     kid, key = ring.signing[alg]
     data = export.collect(session, user, rt.settings.issuer, progress)
     return bundle.build(data, export.schema(), alg, kid, key)
+
+
+def export_for_operator(
+    session: Session,
+    rt: Runtime,
+    user: User,
+    *,
+    actor: rbac.Principal | None = None,
+    client_id: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> bytes:
+    """The signed ZIP of ``user`` for an operator's subject access request (the admin API,
+    the console, `identity gdpr export`), audited. As sensitive as changing the user:
+    refused when ``actor`` does not hold all the user holds (None: the operator at the
+    `identity` command)."""
+    rbac.require_outranks(session, actor, user.id)
+    data = build_bundle(session, rt, user, progress)
+    audit.record(
+        session,
+        "gdpr.export_by_operator",
+        actor_id=rbac.actor_user(actor),
+        subject_id=user.id,
+        client_id=client_id,
+    )
+    return data
 
 
 def _lease(session: Session, job_id: uuid.UUID, now: datetime) -> bool:

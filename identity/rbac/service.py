@@ -520,8 +520,10 @@ def assign(
 def unassign(
     session: Session, assignment: RoleAssignment, *, actor: Principal | None = None
 ) -> None:
+    """Take a role back. Taking is granting's mirror: only who could give the role may take
+    it; and taking it changes its holder, so a user or service account holding anything the
+    actor does not hold is refused too (as for disabling them)."""
     snapshot = load_snapshot(session)
-    # Taking a role away is granting's mirror: only who could give it may take it.
     require_holds(
         session,
         actor,
@@ -529,6 +531,10 @@ def unassign(
         assignment.scope_client_pk,
         snapshot,
     )
+    if assignment.user_id is not None:
+        require_outranks(session, actor, assignment.user_id)
+    elif assignment.client_pk is not None:
+        require_outranks_principal(session, actor, Principal("client", assignment.client_pk))
     role = session.get(Role, assignment.role_id)
     with session.begin_nested():
         session.delete(assignment)

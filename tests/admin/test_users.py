@@ -366,6 +366,78 @@ def test_mails(app: Flask, admin: FlaskClient, make_user: Any, mailbox: Mailbox)
     assert audit_events(app, "user.password_reset_requested")[-1]["subject_id"] == target
 
 
+def test_mails_are_refused_for_a_verified_or_disabled_account(
+    app: Flask, admin: FlaskClient, make_user: Any, mailbox: Mailbox
+) -> None:
+    verified = make_user("pia@example.org")
+    text = flashed(admin, act(admin, verified, "verification"))
+    assert "pia@example.org is verified already." in text
+    disabled = make_user("quin@example.org", verified=False)
+    flashed(admin, act(admin, disabled, "disable"))
+    for action in ("verification", "password-reset"):
+        text = flashed(admin, act(admin, disabled, action))
+        assert "quin@example.org is disabled: enable them first." in text, action
+        assert 'class="notice notice-error"' in text
+    assert mailbox.to("pia@example.org") == [] and mailbox.to("quin@example.org") == []
+    assert not audit_events(app, "user.password_reset_requested")
+
+
+def assignment_of(app: Flask, user_id: uuid.UUID, role: str) -> uuid.UUID:
+    from identity.extensions import db
+    from identity.models.rbac import Role, RoleAssignment
+
+    with app.app_context():
+        return db.session.execute(  # type: ignore[no-any-return]
+            select(RoleAssignment.id)
+            .join(Role, Role.id == RoleAssignment.role_id)
+            .where(RoleAssignment.user_id == user_id, Role.name == role)
+        ).scalar_one()
+
+
+def test_a_user_manager_cannot_mail_or_demote_an_admin(
+    app: Flask, operator: Operator, make_user: Any, mailbox: Mailbox
+) -> None:
+    """Mailing a reset or verification link to someone, or taking a role from them, is
+    acting on them: refused when they hold a permission the operator lacks, even for a
+    role the operator could give."""
+    from identity.extensions import db
+    from identity.rbac import service as rbac
+
+    with app.app_context():
+        rbac.create_role(db.session, "helper", permissions=["users:read"])
+        db.session.commit()
+    operator("admin", email="root@example.org")
+    boss = make_user("boss@example.org", verified=False, roles=("admin", "helper"))
+    plain = make_user("plain@example.org", verified=False, roles=("helper",))
+    manager = operator("user-manager")
+
+    for action in ("verification", "password-reset"):
+        text = flashed(manager, act(manager, boss, action))
+        assert "holds permissions you do not hold" in text, action
+    assert mailbox.to("boss@example.org") == []
+    assert not audit_events(app, "user.password_reset_requested")
+
+    def take(user_id: uuid.UUID) -> str:
+        shown = manager.get(page_of(user_id)).text
+        assignment = assignment_of(app, user_id, "helper")
+        answer = manager.post(
+            f"{page_of(user_id)}/roles/{assignment}/remove",
+            data={"csrf_token": csrf_token(shown)},
+        )
+        return flashed(manager, answer)
+
+    assert "holds permissions you do not hold" in take(boss)
+    assert get_user(app, "boss@example.org").role_names == ["admin", "helper"]
+    assert not audit_events(app, "role.unassign")
+
+    # Someone holding nothing more than the manager: mailed, and the role taken back.
+    assert "verification link" in flashed(manager, act(manager, plain, "verification"))
+    assert "reset link" in flashed(manager, act(manager, plain, "password-reset"))
+    assert len(mailbox.to("plain@example.org")) == 2
+    assert "taken back" in take(plain)
+    assert get_user(app, "plain@example.org").role_names == []
+
+
 def test_reset_factors_and_sessions(app: Flask, admin: FlaskClient, make_user: Any) -> None:
     target = make_user("hal@example.org")
     other = app.test_client()

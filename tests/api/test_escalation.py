@@ -96,6 +96,34 @@ def test_AUTHZ_05_taking_away_needs_what_is_taken(
     assert manager.delete("/groups/team").status_code == 204
 
 
+def test_taking_a_role_back_needs_to_outrank_its_holder(
+    app: Flask, service_account: Any, make_user: Any, make_client: Any
+) -> None:
+    """A user manager may give and take a role it holds everything of, but not take it from
+    a user or service account that holds more than the manager (an administrator)."""
+    _role_holder(app, "helper", "users:read")
+    boss_api: Api = service_account("admin", name="boss")
+    make_user("root@example.org", roles=("admin",))
+    boss = make_user("boss@example.org", roles=("admin",))
+    plain = make_user("plain@example.org")
+    robot = make_client("robot", grant_types=["client_credentials"], redirect_uris=[], scope="")
+    give_roles(app, "client", client_pk(app, robot.client_id), "admin")
+    manager: Api = service_account("user-manager", name="manager")
+
+    def given(**holder: str) -> str:
+        answer = boss_api.post("/assignments", json={"role": "helper", **holder})
+        assert answer.status_code == 201, answer.json
+        return str(answer.json["id"])
+
+    for assignment in (given(user_id=str(boss)), given(client_id=robot.client_id)):
+        refused = manager.delete(f"/assignments/{assignment}")
+        assert refused.status_code == 403, refused.json
+        assert "holds permissions you do not hold" in refused.json["detail"]
+    held = boss_api.get("/assignments", query_string={"role": "helper"}).json["items"]
+    assert len(held) == 2
+    assert manager.delete(f"/assignments/{given(user_id=str(plain))}").status_code == 204
+
+
 def test_AUTHZ_05_taking_permissions_out_of_a_role_needs_them(
     app: Flask, service_account: Any
 ) -> None:

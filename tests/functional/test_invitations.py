@@ -164,6 +164,36 @@ def test_AUTH_14_invitation_for_an_unknown_role_is_refused(invite_app):
         create_invitation(db.session, runtime(), role="superuser")
 
 
+def test_an_invitation_gives_only_a_role_its_inviter_holds(invite_app):
+    """Whoever calls create_invitation with an actor (the console, any other caller) cannot
+    invite into a role holding a permission the actor lacks; the operator at the command
+    (no actor) may invite into any role. Refused, nothing is stored or audited."""
+    from identity.exceptions import Forbidden
+    from identity.rbac.service import Principal
+    from tests.functional.conftest import audit_events
+
+    manager = add_user(invite_app, "manager@example.org", roles=("user-manager",))
+    boss = add_user(invite_app, "boss@example.org", roles=("admin",))
+    with invite_app.app_context():
+        for role in ("auditor", "admin"):
+            with pytest.raises(Forbidden, match="you cannot grant what you do not hold"):
+                create_invitation(
+                    db.session, runtime(), role=role, actor=Principal("user", manager)
+                )
+        db.session.rollback()
+    assert count(invite_app, Invitation) == 0
+    assert audit_events(invite_app, "invitation.create") == []
+
+    invite(invite_app, role="user-manager", actor=Principal("user", manager))
+    invite(invite_app, role="admin", actor=Principal("user", boss))
+    invite(invite_app, role="admin")  # the operator at the command
+    events = audit_events(invite_app, "invitation.create")
+    assert [e["actor_id"] for e in events] == [manager, boss, None]
+    with invite_app.app_context():
+        creators = {row.created_by_id for row in db.session.query(Invitation)}
+    assert creators == {manager, boss, None}
+
+
 def test_AUTH_14_weak_password_keeps_the_invitation(invite_app):
     """A refused password does not use up the invitation."""
     token = invite(invite_app)

@@ -1,5 +1,6 @@
 """`identity users disable` and `delete` obey the rule the admin API does: the last active
-administrator stays (AUTHZ-08)."""
+administrator stays (AUTHZ-08). `identity invites create` acts as the operator at the
+command, who may give any role."""
 
 # ruff: noqa: F811 - the imported fixture is a test argument
 from __future__ import annotations
@@ -43,3 +44,24 @@ def test_AUTHZ_08_the_commands_keep_the_last_active_admin(
     cli("users", "enable", "root@example.org")
     cli("users", "delete", "second@example.org", "--yes")
     assert state(app, "second@example.org") == "gone"
+
+
+def test_invites_create_gives_any_role_as_the_operator(
+    app: Flask, make_user: Any, cli: Any
+) -> None:
+    """`identity invites create --role` acts as the operator running it, who may give any
+    role (the console's and API's callers only roles they hold); an unknown role is an
+    error line."""
+    from identity.extensions import db
+    from identity.models.user import Invitation
+    from tests.functional.conftest import audit_events
+
+    make_user("root@example.org", roles=("admin",))
+    result = cli("invites", "create", "--email", "new@example.org", "--role", "admin")
+    assert "/register?invite=" in result.stdout
+    with app.app_context():
+        (invitation,) = db.session.execute(select(Invitation)).scalars()
+        assert invitation.role.name == "admin" and invitation.created_by_id is None
+    assert audit_events(app, "invitation.create")[-1]["actor_id"] is None
+    unknown = cli("invites", "create", "--role", "superuser", ok=False)
+    assert unknown.exit_code == 1 and "unknown role" in unknown.output
