@@ -348,7 +348,9 @@ def create_assignment(caller: Caller, body: AssignmentCreate) -> AssignmentOut:
     errors=(409,),
 )
 def delete_assignment(caller: Caller, assignment_id: uuid.UUID) -> None:
-    """Refused when it would leave no active administrator."""
+    """Refused when it would leave no active administrator, when the caller does not hold
+    everything the role grants, or when its holder (a user or a service account) holds a
+    permission the caller lacks."""
     session = db.session()
     row = session.get(RoleAssignment, assignment_id)
     if row is None:
