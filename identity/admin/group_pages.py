@@ -158,7 +158,11 @@ def update_group(name: str) -> ResponseReturnValue:
             "Someone else changed this group meanwhile: here it is now; make your change again."
         )
         return _show_group(name, 409, errors={"edit": message})
-    form = {key: request.form.get(key, "").strip() for key in ("description", "parent")}
+    # A field the form did not send keeps its value (the parent is moved only when sent).
+    form = {
+        "description": request.form.get("description", current.description).strip(),
+        "parent": request.form.get("parent", current.parent or "").strip(),
+    }
     try:
         body = parse(GroupUpdate, **form)
         moved = body.parent != (current.parent or "")

@@ -202,7 +202,8 @@ def user_erase(user_id: uuid.UUID) -> ResponseReturnValue:
     except REFUSALS as refused:
         flash(refused.message, "error")
         return back("admin.user", user_id=user_id)
-    flash(f"{email} is erased (receipt {receipt.receipt_id}).", "success")
+    # No address in the message: flashes ride in the operator's cookie until shown.
+    flash(f"The user is erased (receipt {receipt.receipt_id}).", "success")
     return back("admin.users")
 
 

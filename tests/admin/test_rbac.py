@@ -13,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.admin.conftest import REAUTH, submit
+from tests.conftest import csrf_token
 from tests.functional.conftest import audit_events
 from tests.oauth.conftest import keys, make_client  # noqa: F401 - fixtures
 
@@ -574,3 +575,23 @@ def test_long_lists_come_in_pages(app: Flask, admin: FlaskClient) -> None:
     assert admin.get(more.group(1)).text.count("<td>group</td>") == 2
     assert admin.get("/admin/roles/auditor?cursor=nonsense").status_code == 400
     assert admin.get("/admin/groups?cursor=nonsense").status_code == 400
+
+
+def test_a_group_change_without_the_parent_field_keeps_the_parent(
+    app: Flask, admin: FlaskClient
+) -> None:
+    assert submit(admin, "/admin/groups/-/new", name="outer").status_code == 303
+    assert submit(admin, "/admin/groups/-/new", name="inner", parent="outer").status_code == 303
+    page = admin.get("/admin/groups/inner").text
+    answer = admin.post(
+        "/admin/groups/inner/edit",
+        data={"csrf_token": csrf_token(page), "version": version(page), "description": "x"},
+    )
+    assert answer.status_code == 303
+    from identity.extensions import db
+    from identity.rbac import service as rbac
+
+    with app.app_context():
+        group = rbac.group_by_name(db.session, "inner")
+        assert group.description == "x"
+        assert group.parent_id == rbac.group_by_name(db.session, "outer").id

@@ -482,7 +482,7 @@ def test_AUTHZ_13_erase_asks_proof_and_the_typed_email(
 
     answer = act(admin, target, "erase", confirm="jo@example.org", **REAUTH)
     assert answer.location.endswith("/admin/users")
-    assert "jo@example.org is erased (receipt" in flashed(admin, answer)
+    assert "The user is erased (receipt" in flashed(admin, answer)
     assert get_user(app, "jo@example.org") is None
     assert audit_events(app, "gdpr.erased")[-1]["actor_id"] == id_of(app, admin.email)  # type: ignore[attr-defined]
 
