@@ -29,7 +29,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,6 +43,17 @@ from identity.models.base import utcnow
 from identity.models.user import User
 
 log = logging.getLogger("identity.audit")
+# Called with (event, outcome) for every record: the metrics count sign-ins and refresh
+# reuse here (identity.factory adds identity.telemetry.audited), without this module
+# knowing of them.
+_listeners: list[Callable[[str, str], None]] = []
+
+
+def add_listener(listener: Callable[[str, str], None]) -> None:
+    """Call ``listener(event, outcome)`` after each record (once, however often added)."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
 
 GENESIS = "0" * 64
 _FORBIDDEN_KEYS = {"password", "token", "secret", "code", "otp", "password_hash"}
@@ -111,6 +122,8 @@ def record(
     head.hash = entry.hash
     session.add(entry)
     session.flush()
+    for listener in _listeners:
+        listener(event, outcome)
     # The log line carries ids and the event's public data; never an address or an email.
     log.info(
         event,

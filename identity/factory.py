@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask
 
-from identity import admin, api, health, paths
+from identity import admin, api, audit, health, metrics, paths, telemetry
 from identity.accounts import factors, passkey_views, privacy_views, session_views
 from identity.accounts.throttle import DeviceCookie, ThrottlePolicy
 from identity.accounts.views import bp as accounts_bp
@@ -169,6 +169,8 @@ def setup_request_basics(app: Flask, settings: Settings) -> None:
     a later hook rejects included."""
     setup_proxy(app, settings)
     setup_request_logging(app)
+    metrics.setup_request_metrics(app)  # registered early: it runs after the later hooks
+    audit.add_listener(telemetry.audited)  # sign-ins and refresh-token reuse, counted
     setup_request_id(app)
     setup_input_guard(app)
 
@@ -208,6 +210,7 @@ def setup_oauth(app: Flask, settings: Settings) -> None:
 
 def setup_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(factors.bp)
     app.register_blueprint(session_views.bp)
@@ -237,9 +240,10 @@ def setup_database(app: Flask, settings: Settings) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.sqlalchemy_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
-    if settings.is_sqlite:
-        with app.app_context():
+    with app.app_context():
+        if settings.is_sqlite:
             configure_sqlite(db.engine)
+        telemetry.watch_pool(db.engine)
 
 
 # A serving worker's background threads ------------------------------------------------

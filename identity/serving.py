@@ -24,6 +24,13 @@ and socket handling run in Rust, outside the GIL. A worker runs the WSGI app in
 ``GRANIAN_THREADS`` Python threads, so a request that waits on the database does not hold
 the others up; that is below the default pool of ``IDENTITY_DATABASE_POOL_SIZE`` (5)
 connections, so no thread ever waits for a connection.
+
+Metrics: ``prepare_metrics_dir`` sets ``PROMETHEUS_MULTIPROC_DIR`` to an emptied folder
+before anything imports prometheus_client (which picks its mode at import time, and the
+forked workers inherit the master's modules), so every worker writes its values there and
+a scrape of any worker adds them all up. gunicorn's ``child_exit`` marks a gone worker dead
+(its live gauges no longer count); granian has no such hook, so /metrics drops the live
+gauges of processes that no longer exist (identity.metrics.reap_dead_workers).
 """
 
 from __future__ import annotations
@@ -34,12 +41,15 @@ import os
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from identity.settings import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # identity.telemetry reads it
 
 SERVERS = ("granian", "gunicorn")
 GRACEFUL_TIMEOUT = 30
@@ -124,6 +134,36 @@ def log_config(level: str, server_loggers: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def prepare_metrics_dir(settings: Settings) -> str | None:
+    """The workers' metrics folder (IDENTITY_METRICS_DIR, or ``metrics`` in the instance
+    folder), created and emptied of a previous run's values, in ``PROMETHEUS_MULTIPROC_DIR``.
+    Call before the app is built: prometheus_client reads the variable when imported."""
+    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
+        # Imported already in single-process mode (``serve`` called from within a Python
+        # process that built an app): the workers inherit that mode, each counting alone.
+        log.warning(
+            "metrics count per worker: prometheus_client was imported before serving",
+            extra={"event": "server.metrics_per_worker"},
+        )
+        return None
+    folder = (settings.metrics_dir or settings.instance_path / "metrics").resolve()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    except OSError as error:
+        raise ServeError(f"metrics folder {folder}: {error.strerror}") from None
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return str(folder)
+
+
+def _worker_gone(_arbiter: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit``, in the master: the worker's live gauges stop counting."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
 # gunicorn ------------------------------------------------------------------------------
 
 
@@ -149,6 +189,7 @@ def gunicorn_options(host: str, port: int, workers: int, level: str) -> dict[str
         "control_socket_disable": True,
         # After the master bound its sockets, before the first worker starts.
         "when_ready": lambda _arbiter: log_listening(host, port),
+        "child_exit": _worker_gone,
         "logconfig_dict": log_config(
             level, {"gunicorn.error": level, "gunicorn.access": "WARNING"}
         ),
@@ -402,6 +443,11 @@ def run(settings: Settings, *, host: str, port: int, workers: int, server: str =
         factory.start_worker_threads(app)
         return app
 
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client.multiprocess import mark_process_dead
+
+        # The master built an app to check the database: its pool gauges are not a worker's.
+        mark_process_dead(os.getpid())
     serve_wsgi(
         load, server=server, host=host, port=port, workers=workers, log_level=settings.log_level
     )

@@ -314,6 +314,16 @@ class Settings(BaseSettings):
         "link-local addresses, over plain http too (development, tests, closed networks).",
     )
     workers: int = Field(2, ge=1, le=64, description="Default worker processes of `serve`.")
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token that lets a non-loopback scraper read `/metrics` "
+        "(at least 32 characters). Unset: only loopback clients can; others get 404.",
+    )
+    metrics_dir: Path | None = Field(
+        None,
+        description="Folder where `serve`'s workers keep their Prometheus metrics "
+        "(emptied of them at each start). Unset: `metrics` in the instance folder.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",
         description="Level of the JSON log lines written to standard error. Commands other "
@@ -379,6 +389,11 @@ class Settings(BaseSettings):
             and len(self.dcr_initial_access_token.get_secret_value()) < MIN_SECRET_LENGTH
         ):
             raise ValueError("IDENTITY_DCR_INITIAL_ACCESS_TOKEN must be at least 32 characters")
+        if (
+            self.metrics_token is not None
+            and len(self.metrics_token.get_secret_value()) < MIN_SECRET_LENGTH
+        ):
+            raise ValueError("IDENTITY_METRICS_TOKEN must be at least 32 characters")
         erase, warn = self.retention_inactive_erase_days, self.retention_inactive_warn_days
         if erase and (not warn or erase <= warn):
             raise ValueError(

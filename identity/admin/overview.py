@@ -14,11 +14,10 @@ from sqlalchemy.orm import Session
 from identity import audit
 from identity.models.audit import AuditEvent
 from identity.models.base import utcnow
-from identity.models.mail import OutboundMail
 from identity.models.oauth import Client
-from identity.models.privacy import PrivacyJob, SecurityEvent
 from identity.models.session import LoginSession
 from identity.models.user import User
+from identity.queues import depths
 from identity.runtime import runtime
 from identity.sessions import policy as session_policy
 from identity.sessions.service import SessionPolicy, live
@@ -135,15 +134,6 @@ def security_events(session: Session, limit: int = 8) -> list[AuditEvent]:
 
 
 def queues(session: Session, now: datetime) -> list[Queue]:
-    """Work waiting for the background threads; a large or old queue means they are stuck
-    (or mail cannot be delivered)."""
-    mail = session.execute(select(func.count(), func.min(OutboundMail.created_at))).one()
-    jobs = session.execute(
-        select(func.count(), func.min(PrivacyJob.created_at)).where(PrivacyJob.ready_at.is_(None))
-    ).one()
-    notices = session.execute(select(func.count(), func.min(SecurityEvent.created_at))).one()
-    return [
-        Queue("Mail to send", mail[0] or 0, mail[1]),
-        Queue("Privacy jobs (exports, erasures)", jobs[0] or 0, jobs[1]),
-        Queue("Security events to deliver", notices[0] or 0, notices[1]),
-    ]
+    """Work waiting for the background threads (identity.queues, which the metrics read
+    too); a large or old queue means they are stuck (or mail cannot be delivered)."""
+    return [Queue(queue.name, queue.pending, queue.oldest) for queue in depths(session)]

@@ -84,14 +84,23 @@ def init(admin_email: str) -> None:
 def serve(host: str, port: int, workers: int | None, server: str | None) -> None:
     """Serve in production (granian or gunicorn; SIGTERM drains gracefully)."""
     from identity import migrate
+    from identity.cli.context import load
     from identity.extensions import db
-    from identity.serving import ServeError, check_address, default_server, run
+    from identity.serving import (
+        ServeError,
+        check_address,
+        default_server,
+        prepare_metrics_dir,
+        run,
+    )
 
     try:
         check_address(host, port)  # at once, before the app: and again before serving
+        # Before the app imports prometheus_client: the workers count in one folder.
+        prepare_metrics_dir(settings := load())
     except ServeError as error:
         raise click.ClickException(str(error)) from None
-    with app_context() as app:
+    with app_context(settings) as app:
         if not migrate.is_current(db.engine):
             raise click.ClickException("the database schema is not current; run `identity init`")
         require_signing_keys()

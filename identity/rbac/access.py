@@ -9,6 +9,8 @@ Every other blueprint declares its audience here, with the reason:
   URL reaches another user's data.
 - ``protocol``: OAuth and OpenID Connect endpoints; each authenticates the client or the
   token and reveals only what that client or token may see.
+- ``operator``: the people who run the server (``/metrics``): loopback clients or a caller
+  with the operator's token from the settings; anyone else gets 404.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Literal
 
 from flask import Blueprint
 
-Audience = Literal["public", "self", "protocol", "console"]
+Audience = Literal["public", "self", "protocol", "console", "operator"]
 AUDIENCES: dict[str, tuple[Audience, str]] = {}
 
 

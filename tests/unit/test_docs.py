@@ -3,6 +3,7 @@ every setting and command the docs name exists, and every command is documented.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -99,3 +100,68 @@ def test_breached_password_list_carries_its_notice():
     notice = (data / "NOTICE").read_text()
     assert "Django Software Foundation" in notice
     assert "Dan Wheeler and Dropbox, Inc." in notice
+
+
+# Metrics (docs/operations.md, "Metrics"; docs/grafana-dashboard.json) -----------------
+
+METRIC = re.compile(r"\bidentity_[a-z_]+[a-z]\b")
+SUFFIXES = ("_total", "_bucket", "_count", "_sum")
+
+
+def _metrics_section() -> str:
+    text = (DOCS / "operations.md").read_text()
+    return text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _exposed() -> set[str]:
+    """The metric names /metrics can show (without the counter and histogram suffixes)."""
+    source = (ROOT / "identity" / "telemetry.py").read_text()
+    source += (ROOT / "identity" / "metrics.py").read_text()
+    return set(re.findall(r'"(identity_[a-z_]+)"', source))
+
+
+def _base(name: str) -> str:
+    for suffix in SUFFIXES:
+        if name.endswith(suffix) and name.removesuffix(suffix) in _exposed():
+            return name.removesuffix(suffix)
+    return name
+
+
+def test_every_metric_is_documented_and_the_docs_name_only_real_ones():
+    section = _metrics_section()
+    table = {_base(name) for name in re.findall(r"^\| `(identity_[a-z_]+)`", section, re.M)}
+    assert table == _exposed()
+    assert {_base(name) for name in METRIC.findall(section)} <= _exposed()
+
+
+def test_alert_rules_load_and_cover_the_issue():
+    yaml = pytest.importorskip("yaml")
+    blocks = re.findall(r"```yaml\n(.*?)```", _metrics_section(), re.S)
+    loaded = [yaml.safe_load(block) for block in blocks]
+    [rules] = [doc for doc in loaded if "groups" in doc]
+    alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
+    assert {"IdentityFailedSignInSpike", "IdentityQueueStuck", "IdentitySigningKeyOld"} <= set(
+        alerts
+    )
+    for rule in alerts.values():
+        assert {"expr", "labels", "annotations"} <= set(rule)
+        assert {_base(name) for name in METRIC.findall(rule["expr"])} <= _exposed()
+    [scrape] = [doc for doc in loaded if "scrape_configs" in doc]
+    assert scrape["scrape_configs"][0]["metrics_path"] == "/metrics"
+
+
+def test_grafana_dashboard_is_valid_and_reads_real_metrics():
+    dashboard = json.loads((DOCS / "grafana-dashboard.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    used = {_base(name) for expr in exprs for name in METRIC.findall(expr)}
+    assert used <= _exposed()
+    for needed in (
+        "identity_http_requests",
+        "identity_http_request_duration_seconds",
+        "identity_sign_ins",
+        "identity_queue_oldest_age_seconds",
+        "identity_signing_key_age_seconds",
+    ):
+        assert needed in used, needed
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

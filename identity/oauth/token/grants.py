@@ -22,7 +22,7 @@ from authlib.oauth2.rfc6749.errors import (
 from authlib.oauth2.rfc7636 import CodeChallenge
 from sqlalchemy import select, update
 
-from identity import audit, revocation
+from identity import audit, revocation, telemetry
 from identity.database import rowcount
 from identity.extensions import db, lazy_session
 from identity.models.base import utcnow
@@ -54,6 +54,7 @@ class IssuesTokens:
     """Routes Authlib's token generation to our TokenService with the grant's context."""
 
     ISSUES_ID_TOKEN = True
+    GRANT_TYPE: str  # Authlib's grant class sets it
     request: Any
 
     def grant_context(self, user: User | None, scope: str) -> GrantContext:
@@ -89,7 +90,9 @@ class IssuesTokens:
         )
 
     def save_token(self, token: dict[str, Any]) -> None:
-        """Refresh tokens are stored while they are generated; nothing else is stored."""
+        """Refresh tokens are stored while they are generated; nothing else is stored.
+        Authlib calls this once per token response: the metrics count it here."""
+        telemetry.token_issued(self.GRANT_TYPE)
 
 
 # Authorization code -------------------------------------------------------------------
