@@ -152,7 +152,12 @@ def prepare_metrics_dir(settings: Settings) -> str | None:
         for stale in folder.glob("*.db"):
             stale.unlink()
     except OSError as error:
-        raise ServeError(f"metrics folder {folder}: {error.strerror}") from None
+        # Name the setting to fix: the metrics folder's own, or the instance folder it
+        # lives in by default (as every other command names it).
+        setting = "IDENTITY_METRICS_DIR" if settings.metrics_dir else "IDENTITY_INSTANCE_PATH"
+        raise ServeError(
+            f"{setting}: cannot use the metrics folder {folder}: {error.strerror}"
+        ) from None
     os.environ[MULTIPROC_ENV] = str(folder)
     return str(folder)
 
