@@ -17,7 +17,7 @@ from identity.models.base import utcnow
 from identity.models.oauth import Client
 from identity.models.session import LoginSession
 from identity.models.user import User
-from identity.queues import depths
+from identity.queues import QueueDepth, depths
 from identity.runtime import runtime
 from identity.sessions import policy as session_policy
 from identity.sessions.service import SessionPolicy, live
@@ -35,13 +35,6 @@ class Bucket:
 
 
 @dataclass(frozen=True)
-class Queue:
-    name: str
-    pending: int
-    oldest: datetime | None
-
-
-@dataclass(frozen=True)
 class Overview:
     users: int
     disabled_users: int
@@ -51,7 +44,7 @@ class Overview:
     last_week: list[Bucket]  # 7 days, oldest first
     failure_reasons: list[tuple[str, int]]  # the last 7 days, most frequent first
     security_events: list[AuditEvent]
-    queues: list[Queue]
+    queues: list[QueueDepth]  # identity.queues, which the metrics read too
     last_verification: AuditEvent | None
 
 
@@ -80,7 +73,7 @@ def overview(
         last_week=sign_ins(session, day - timedelta(days=6), timedelta(days=1), 7),
         failure_reasons=failure_reasons(session, now - timedelta(days=7)),
         security_events=security_events(session),
-        queues=queues(session, now),
+        queues=depths(session),
         last_verification=audit.last_verification(session),
     )
 
@@ -131,9 +124,3 @@ def security_events(session: Session, limit: int = 8) -> list[AuditEvent]:
         condition = condition | AuditEvent.event.startswith(prefix)
     statement = select(AuditEvent).where(condition).order_by(AuditEvent.seq.desc()).limit(limit)
     return list(session.execute(statement).scalars())
-
-
-def queues(session: Session, now: datetime) -> list[Queue]:
-    """Work waiting for the background threads (identity.queues, which the metrics read
-    too); a large or old queue means they are stuck (or mail cannot be delivered)."""
-    return [Queue(queue.name, queue.pending, queue.oldest) for queue in depths(session)]
