@@ -16,7 +16,7 @@ wrote meanwhile. The table goes to standard output and, unless ``--no-write``, i
 docs/performance.md between the ``bench:<server>`` markers.
 """
 
-# ruff: noqa: S603, S607, S310 - runs local tools (identity, wrk) and fetches loopback URLs
+# ruff: noqa: S603, S607 - runs local tools (identity, wrk) and fetches loopback URLs
 from __future__ import annotations
 
 import argparse
@@ -29,22 +29,18 @@ import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent
+from harness import BENCH, Load, Result, Server, check, fail, free_port, start, wrk
+
 DOC = BENCH.parent / "docs" / "performance.md"
 # The results of each server go between their own markers in docs/performance.md.
 MARKERS = "<!-- bench:{server}:begin -->", "<!-- bench:{server}:end -->"
@@ -63,11 +59,6 @@ LABELS = {
 USER_EMAIL = "bench@example.org"
 USER_SCOPE = "openid profile email offline_access"
 TOKENS_PER_COMMIT = 2000  # refresh tokens written per transaction while filling the pools
-
-
-def fail(message: str) -> None:
-    print(f"bench: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 # Setup ----------------------------------------------------------------------------------
@@ -97,12 +88,6 @@ def identity_bin() -> str:
     if not found:
         fail("the `identity` command is not installed in this environment")
     return str(found)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -300,43 +285,6 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
 # Servers --------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            code = self.process.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            fail(f"server ignored SIGTERM; log in {self.log}")
-        if code != 0:
-            fail(f"server exited {code} after SIGTERM; log in {self.log}")
-
-
-def start(command: list[str], env: dict[str, str], url: str, ready: str, log: Path) -> Server:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    server = Server(process, url, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            fail(f"server exited {process.returncode} while starting; log in {log}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url + ready, timeout=2) as ok:
-            if ok.status == HTTPStatus.OK:
-                return server
-        time.sleep(0.1)
-    server.stop()
-    fail(f"server not ready after 60 s; log in {log}")
-    raise AssertionError  # unreachable
-
-
 @contextlib.contextmanager
 def identity_server(args: argparse.Namespace, setup: Setup) -> Iterator[Server]:
     command = [
@@ -408,100 +356,6 @@ def rows_written(database_url: str, settle: bool = False) -> int:
 
 
 # wrk ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    name: str
-    rps: float = 0.0
-    p50: float = 0.0
-    p99: float = 0.0
-    requests: int = 0
-    non_2xx: int = 0
-    socket_errors: int = 0
-    rows_per_request: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Load:
-    path: str
-    method: str = "GET"
-    auth: str = ""
-    body: str = ""
-    script: str = "get.lua"
-    script_args: list[str] = field(default_factory=list)
-    content_type: str = "application/x-www-form-urlencoded"
-
-
-def to_ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def wrk(args: argparse.Namespace, url: str, load: Load, duration: int, name: str) -> Result:
-    command = [
-        "wrk",
-        f"-t{args.threads}",
-        f"-c{args.connections}",
-        f"-d{duration}s",
-        "--latency",
-        "--timeout",
-        "10s",
-        "-s",
-        str(BENCH / load.script),
-        url + load.path,
-    ]
-    if load.script_args:
-        command += ["--", *load.script_args]
-    env = {
-        **os.environ,
-        "BENCH_AUTH": load.auth,
-        "BENCH_BODY": load.body,
-        "BENCH_CONTENT_TYPE": load.content_type,
-    }
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        fail(f"wrk failed: {out.stderr}{out.stdout}")
-    text = out.stdout
-    result = Result(name)
-    result.rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    result.requests = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
-    result.p50 = to_ms(re.search(r"\s50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
-    result.p99 = to_ms(re.search(r"\s99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
-    if match := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text):
-        result.non_2xx = int(match.group(1))
-    if match := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    ):
-        result.socket_errors = sum(int(g) for g in match.groups())
-    return result
-
-
-def check(url: str, load: Load, expect: str) -> None:
-    """One request by hand: the endpoint must answer 200 with ``expect`` in its JSON (a
-    true ``active`` for introspection), or in its text for the hello world."""
-    request = urllib.request.Request(
-        url + load.path,
-        data=load.body.encode() if load.method == "POST" else None,
-        method=load.method,
-    )
-    if load.auth:
-        request.add_header("Authorization", load.auth)
-    if load.method == "POST":
-        request.add_header("Content-Type", load.content_type)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            body = response.read().decode()
-    except urllib.error.HTTPError as error:
-        fail(f"{load.path} answered {error.code}: {error.read().decode()[:300]}")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = body
-    ok = expect in data and (expect != "active" or data["active"] is True)
-    if not ok:
-        fail(f"{load.path} answered without {expect!r}: {body[:300]}")
 
 
 def loads(setup: Setup) -> dict[str, tuple[Load, str]]:
