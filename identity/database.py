@@ -38,7 +38,7 @@ def engine_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine, *, begin: str = "BEGIN IMMEDIATE") -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin.
@@ -53,7 +53,7 @@ def configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql(begin)
 
 
 def sqlite_path(settings: Settings) -> Path | None:
@@ -88,6 +88,23 @@ def create_command_engine(settings: Settings) -> Engine:
     if settings.is_sqlite:
         configure_sqlite(engine)
     return engine
+
+
+def create_snapshot_engine(settings: Settings) -> Engine:
+    """The engine of a consistent read of the whole database (a backup). Each transaction
+    sees one state of every table while writers go on: on SQLite a deferred ``BEGIN``,
+    whose first read fixes its WAL snapshot and which holds no writer off (``BEGIN
+    IMMEDIATE`` would); on PostgreSQL REPEATABLE READ, read only."""
+    if settings.is_sqlite:
+        engine = create_engine(settings.sqlalchemy_url, **engine_options(settings))
+        configure_sqlite(engine, begin="BEGIN")
+        return engine
+    return create_engine(
+        settings.sqlalchemy_url,
+        isolation_level="REPEATABLE READ",
+        execution_options={"postgresql_readonly": True},
+        **engine_options(settings),
+    )
 
 
 # Hot-path reads (PostgreSQL) ---------------------------------------------------------------

@@ -99,6 +99,7 @@ def register_commands() -> click.Group:
     from identity.cli import (  # noqa: F401 - registers commands
         audit_commands,
         authz_commands,
+        backup_commands,
         commands,
         db_commands,
         gdpr_commands,

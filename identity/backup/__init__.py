@@ -1,0 +1,20 @@
+"""Backups of the whole database: one encrypted file, consistent, restorable into SQLite
+or PostgreSQL (docs/operations.md, "Backup and restore").
+
+``container`` is the encrypted, authenticated file; ``records`` and ``contents`` what it
+holds (typed JSON lines); ``service`` makes, checks and restores backups.
+"""
+
+from identity.backup.container import BackupError, Secret
+from identity.backup.service import NotEmpty, Progress, Restored, create, restore, verify
+
+__all__ = [
+    "BackupError",
+    "NotEmpty",
+    "Progress",
+    "Restored",
+    "Secret",
+    "create",
+    "restore",
+    "verify",
+]
