@@ -90,7 +90,7 @@ def start_janitor(
     stop = threading.Event()
 
     def loop() -> None:
-        delay = interval * random.random()  # noqa: S311 - spreading load, not a secret
+        delay = interval * random.random()  # noqa: S311 - spreading load, not secret  # nosec B311
         while not stop.wait(delay):
             delay = interval
             try:

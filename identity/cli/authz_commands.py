@@ -55,7 +55,7 @@ def list_permissions(client_id: str | None, as_json: bool) -> None:
                     "name": p.value,
                     "description": DESCRIPTIONS[p],
                     "client_id": None,
-                    "in_token": False,
+                    "in_token": False,  # a column of the listing  # nosec B105
                 }
                 for p in Permission
             ]

@@ -108,7 +108,7 @@ class TokenService:
             ctx.family_id = uuid.uuid4()
         access_token, expires_in = self.access_token(session, ctx, access)
         token: dict[str, Any] = {
-            "token_type": "Bearer",
+            "token_type": "Bearer",  # RFC 6750's name, not a secret  # nosec B105
             "access_token": access_token,
             "expires_in": expires_in,
             "scope": ctx.scope,

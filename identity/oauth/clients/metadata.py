@@ -17,7 +17,7 @@ from identity.auth.methods import ACRS
 from identity.exceptions import InvalidInput
 
 AUTHORIZATION_CODE = "authorization_code"
-REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type name
+REFRESH_TOKEN = "refresh_token"  # noqa: S105 - a grant type name  # nosec B105
 CLIENT_CREDENTIALS = "client_credentials"
 DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_TYPES = (AUTHORIZATION_CODE, REFRESH_TOKEN, CLIENT_CREDENTIALS, DEVICE_CODE)

@@ -87,7 +87,7 @@ def _normalize(body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         # OIDC Registration 2 / Discovery 3: only algorithms the server signs ID tokens with
         # (id_token_signing_alg_values_supported); another would fail at the token endpoint.
         signing_algs=tuple(a for a in ALGORITHMS if a in runtime().keys.ring(db.session()).signing),
-        default_id_token_alg="RS256",  # noqa: S106 - OIDC Registration 2 default
+        default_id_token_alg="RS256",  # noqa: S106 - OIDC Registration 2 default  # nosec B106
         request_object_algs=REQUEST_OBJECT_ALGORITHMS,
     )
     return name, meta

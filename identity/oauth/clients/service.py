@@ -208,7 +208,7 @@ def normalize(raw: dict[str, Any]) -> dict[str, Any]:
         known_scopes=KNOWN_SCOPES,
         signing_algs=ALGORITHMS,
         # OIDC Registration 2: RS256 unless the client asks for another.
-        default_id_token_alg="RS256",  # noqa: S106 - an algorithm name
+        default_id_token_alg="RS256",  # noqa: S106 - an algorithm name  # nosec B106
         request_object_algs=REQUEST_OBJECT_ALGORITHMS,
     )
 

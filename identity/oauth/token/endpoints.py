@@ -98,7 +98,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
             claims = token.claims
             body = {
                 "active": True,
-                "token_type": "Bearer",
+                "token_type": "Bearer",  # RFC 6750's name, not a secret  # nosec B105
                 "scope": claims.get("scope", ""),
                 "client_id": claims["client_id"],
                 "sub": claims.get("sub"),
@@ -116,7 +116,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):  # type: ignore[misc]
         assert row is not None
         return {
             "active": True,
-            "token_type": "refresh_token",
+            "token_type": "refresh_token",  # a token type hint  # nosec B105
             "scope": row.scope,
             "client_id": token.client_id,
             "sub": str(row.user_id),
