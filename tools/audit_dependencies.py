@@ -265,7 +265,7 @@ def _print(result: Result, triage: Triage) -> None:
         fixed = ", ".join(f.fixed_in) or "no fixed release"
         print(f"VULNERABLE {f.name} {f.version}: {', '.join(f.ids)} (fixed in {fixed}) {f.summary}")
     if not result.failed:
-        print("no untriaged vulnerability, every package checked")
+        print("no untriaged vulnerability; every package checked or accepted unaudited")
 
 
 def main(argv: list[str] | None = None) -> int:
