@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,6 +48,13 @@ REDIRECT = "https://rp.example.org/cb"
 WORKERS = 2
 MIN_DURATION = 30.0
 PROBE_EVERY = 0.25  # seconds between /readyz probes of each server
+
+
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    print(f"soak: {what} ({time.monotonic() - STARTED:.0f} s)", file=sys.stderr)
 
 
 class Clock:
@@ -112,51 +120,49 @@ def prepare(
         IDENTITY_DCR_INITIAL_ACCESS_TOKEN=dcr_token,
     )
     bench.run_cli(env, "init", "--admin-email", "admin@example.org")
-    web = create_client(
-        env,
+    web = ("--name", "soak web", "--redirect-uri", REDIRECT, "--scope", SCOPE,
+           "--grant-type", "authorization_code", "--grant-type", "refresh_token")  # fmt: skip
+    service = ("--name", "soak service", "--grant-type", "client_credentials")
+    resource = (
         "--name",
-        "soak web",
-        "--redirect-uri",
-        REDIRECT,
+        "soak resource",
         "--grant-type",
-        "authorization_code",
-        "--grant-type",
-        "refresh_token",
-        "--scope",
-        SCOPE,
+        "client_credentials",
+        "--resource-server",
     )
-    service = create_client(env, "--name", "soak service", "--grant-type", "client_credentials")
-    resource = create_client(
-        env, "--name", "soak resource", "--grant-type", "client_credentials", "--resource-server"
-    )
-    users = create_users(env, args.users)
+    # Each `identity` command starts the app: the three run side by side, and the users are
+    # made meanwhile.
+    with ThreadPoolExecutor(4) as pool:
+        made = [pool.submit(create_client, env, *a) for a in (web, service, resource)]
+        users = create_users(env, args.users)
+        web_client, service_client, resource_client = (f.result() for f in made)
     server_envs = []
     for i, port in enumerate(ports):  # each server its own instance folder (metrics files)
         server_envs.append(
             {**env, "IDENTITY_INSTANCE_PATH": str(root / f"instance{i}"), "SOAK_PORT": str(port)}
         )
     servers = [f"http://127.0.0.1:{port}" for port in ports]
-    return Context(servers, users, web, service, resource, dcr_token), server_envs
+    context = Context(servers, users, web_client, service_client, resource_client, dcr_token)
+    return context, server_envs
 
 
 @contextlib.contextmanager
 def serving(envs: list[dict[str, str]], root: Path) -> Iterator[list[bench.Server]]:
     started: list[bench.Server] = []
     try:
-        for i, env in enumerate(envs):
+
+        def start(i: int, env: dict[str, str]) -> bench.Server:
             port = env["SOAK_PORT"]
-            command = [
-                bench.identity_bin(),
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                port,
-                "--workers",
-                str(WORKERS),
-            ]
+            command = [bench.identity_bin(), "serve", "--host", "127.0.0.1", "--port", port,
+                       "--workers", str(WORKERS)]  # fmt: skip
             url = f"http://127.0.0.1:{port}"
-            started.append(bench.start(command, env, url, "/readyz", root / f"server{i}.log"))
+            server = bench.start(command, env, url, "/readyz", root / f"server{i}.log")
+            started.append(server)
+            return server
+
+        with ThreadPoolExecutor(len(envs)) as pool:  # both start at once
+            list(pool.map(start, range(len(envs)), envs))
+        started.sort(key=lambda server: server.url != f"http://127.0.0.1:{envs[0]['SOAK_PORT']}")
         deadline = time.monotonic() + 60
         while any(len(children(s.process.pid)) < WORKERS for s in started):
             if time.monotonic() > deadline:
@@ -245,7 +251,10 @@ def soak(
             start = clock()
             service.stop()
             down = clock()
-            time.sleep(args.outage)
+            if kind == "redis":  # the limited requests are exercised whatever the mix
+                time.sleep(0.5)
+                traffic.probe_limits()
+            time.sleep(max(0.0, down + args.outage - clock()))
             back_from = clock()
             service.start()
             name = "PostgreSQL restart" if kind == "postgres" else "Redis down"
@@ -271,9 +280,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--short", action="store_true", help="the CI form: about a minute")
-    parser.add_argument("--duration", type=float, help="seconds of soak (default 300; short 48)")
+    parser.add_argument("--duration", type=float, help="seconds of soak (default 300; short 42)")
     parser.add_argument("--rate", type=float, help="operations/s (default: 70 %% of the peak)")
-    parser.add_argument("--peak-seconds", type=float, help="seconds to measure the peak (20; 8)")
+    parser.add_argument(
+        "--peak-seconds", type=float, help="seconds to measure the peak (20; short 6)"
+    )
     parser.add_argument(
         "--outage", type=float, help="seconds PostgreSQL and Redis stay down (10; 4)"
     )
@@ -284,8 +295,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the soak folder (logs, data)")
     args = parser.parse_args(argv)
     short = args.short
-    args.duration = args.duration or (48.0 if short else 300.0)
-    args.peak_seconds = args.peak_seconds or (8.0 if short else 20.0)
+    args.duration = args.duration or (42.0 if short else 300.0)
+    args.peak_seconds = args.peak_seconds or (6.0 if short else 20.0)
     args.outage = args.outage or (4.0 if short else 10.0)
     args.fault_at = (0.15, 0.35, 0.65)  # kill, PostgreSQL, Redis: fractions of the duration
     # PostgreSQL and Redis stop 30 % of the duration apart: an outage and its recovery fit.
@@ -303,10 +314,13 @@ def main(argv: list[str]) -> int:
         pg.init()
         redis.start()
         ctx, envs = prepare(args, root, pg, redis)
+        progress("prepared the database, clients and users")
         with serving(envs, root) as servers:
+            progress("two servers ready")
             clock = Clock()
             traffic = Traffic(ctx, clock)
             soak_checks.warm_up(traffic)
+            progress("warmed up")
             peak = measure_peak(args, traffic)
             warm_problems = soak_checks.errors_in(traffic.samples)
             traffic.rate = args.rate or 0.7 * peak
@@ -320,11 +334,14 @@ def main(argv: list[str]) -> int:
             monitor = Monitor(servers, clock)
             faults = soak(args, traffic, monitor, pg=pg, redis=redis, clock=clock)
             soaked = list(traffic.samples)
+            progress("soaked")
             violations, findings = soak_checks.check(args, traffic, monitor, faults, pg)
+            progress("checked the ledger")
             violations = warm_problems + violations
             rows = buckets(soaked, monitor.rss, args.duration)
             chart_path = args.chart or root / "soak.png"
             chart(rows, faults, monitor.rss, chart_path)
+            progress("drew the chart; stopping the servers")
         violations += soak_checks.server_logs(root)
         traffic.samples = soaked
     except SoakError as error:

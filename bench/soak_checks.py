@@ -33,9 +33,10 @@ STUCK_AFTER = 10.0  # seconds a backend may sit in a transaction or a statement
 def warm_up(traffic: Traffic) -> None:
     """One code flow per user, a registration and a client-credentials token, one at a
     time: the set-up works before any load, and there are families and tokens to use."""
+    users = traffic.ctx.users
     try:
-        for email, password in traffic.ctx.users:
-            traffic.sign_in_flow(traffic.ctx.web, email, password)
+        with ThreadPoolExecutor(4) as pool:  # several users sign in at once
+            list(pool.map(lambda user: traffic.sign_in_flow(traffic.ctx.web, *user), users))
         traffic.register()
         traffic.client_credentials()
     except Failed as failure:
@@ -55,27 +56,24 @@ def _describe(samples: list[Sample]) -> str:
     return ", ".join(f"{n} x {kind}" for kind, n in kinds.most_common(6))
 
 
-def allowed(sample: Sample, faults: list[Fault]) -> bool:
-    for fault in faults:
-        if fault.kind == "kill -9 worker":
-            # In flight on the killed worker's server when it died: no answer at all.
-            if (
-                sample.server == 0
-                and sample.status == 0
-                and sample.start <= fault.start + KILL_SLACK
-                and sample.end >= fault.start
-            ):
-                return True
-        # A store down answers 503 "try again", never a 500 or no answer; with Redis down
-        # only the rate-limited requests may fail.
-        elif (
-            sample.start <= fault.end + RECOVERY
+def explains(fault: Fault, sample: Sample) -> bool:
+    """Whether a failed request is one the fault may cause."""
+    if fault.kind == "kill -9 worker":
+        # In flight on the killed worker's server when it died: no answer at all.
+        return (
+            sample.server == 0
+            and sample.status == 0
+            and sample.start <= fault.start + KILL_SLACK
             and sample.end >= fault.start
-            and sample.status == HTTPStatus.SERVICE_UNAVAILABLE
-            and (fault.kind != "Redis down" or sample.op in LIMITED)
-        ):
-            return True
-    return False
+        )
+    # A store down answers 503 "try again", never a 500 or no answer; with Redis down only
+    # the rate-limited requests may fail.
+    return (
+        sample.start <= fault.end + RECOVERY
+        and sample.end >= fault.start
+        and sample.status == HTTPStatus.SERVICE_UNAVAILABLE
+        and (fault.kind != "Redis down" or sample.op in LIMITED)
+    )
 
 
 def check(
@@ -89,12 +87,12 @@ def check(
     violations = list(traffic.problems)
     findings: list[str] = []
     failed = [s for s in traffic.samples if not s.ok]
-    stray = [s for s in failed if not allowed(s, faults)]
+    stray = [s for s in failed if not any(explains(fault, s) for fault in faults)]
     if stray:
         first = ", ".join(f"{s.op} {s.status} at {s.start:.1f} s" for s in stray[:5])
         violations.append(f"{len(stray)} errors outside what the faults allow ({first})")
     for fault in faults:
-        mine = [s for s in failed if fault.start - 0.5 <= s.start <= fault.end + RECOVERY + 0.5]
+        mine = [s for s in failed if explains(fault, s)]
         last = max((s.end for s in mine), default=None)
         after = "none" if last is None else f"last {last - fault.end:+.1f} s after it was back"
         findings.append(

@@ -108,6 +108,26 @@ def _hidden(html: str, name: str) -> str:
     return unescape(match.group(1))
 
 
+def authorization_request(client: Client) -> tuple[str, str, str]:
+    """The query string of a code flow's authorization request, its PKCE verifier and state."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    state = secrets.token_urlsafe(12)
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": SCOPE,
+            "state": state,
+            "nonce": secrets.token_urlsafe(12),
+            "code_challenge": challenge.rstrip(b"=").decode(),
+            "code_challenge_method": "S256",
+        }
+    )
+    return query, verifier, state
+
+
 class Traffic:
     def __init__(self, ctx: Context, clock: Callable[[], float], seed: int = 0) -> None:
         self.ctx = ctx
@@ -196,21 +216,7 @@ class Traffic:
     def sign_in_flow(self, client: Client, email: str, password: str) -> None:
         """Authorization code flow with sign-in, consent when asked, and PKCE."""
         server = self.pick_server()
-        verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-        state = secrets.token_urlsafe(12)
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": client.client_id,
-                "redirect_uri": REDIRECT_URI,
-                "scope": SCOPE,
-                "state": state,
-                "nonce": secrets.token_urlsafe(12),
-                "code_challenge": challenge.rstrip(b"=").decode(),
-                "code_challenge_method": "S256",
-            }
-        )
+        query, verifier, state = authorization_request(client)
         consented = False
         with requests.Session() as browser:  # a fresh browser: its own cookies
             response = self.request(
@@ -372,7 +378,18 @@ class Traffic:
             headers={"Authorization": client.auth},
         )
 
-    def register(self) -> None:
+    def probe_limits(self) -> None:
+        """Requests that Flask-Limiter counts in Redis, sent on purpose to every server (for
+        while Redis is down, when each must fail closed)."""
+        for server in range(len(self.ctx.servers)):
+            with contextlib.suppress(Failed):
+                self.register(server)
+            query, _, _ = authorization_request(self.ctx.web)
+            with contextlib.suppress(Failed):
+                # No session: the request is stored while the user signs in, so it counts.
+                self.request("authorize", server, "GET", "/authorize?" + query, expect=(302, 303))
+
+    def register(self, server: int | None = None) -> None:
         metadata = {
             "client_name": f"soak {secrets.token_hex(4)}",
             "redirect_uris": [REDIRECT_URI],
@@ -381,7 +398,7 @@ class Traffic:
         }
         body = self.request(
             "register",
-            self.pick_server(),
+            self.pick_server() if server is None else server,
             "POST",
             "/oauth/register",
             json=metadata,
