@@ -2,18 +2,20 @@
 
     .venv/bin/python tools/audit_dependencies.py [--ignore-file .ci/pip-audit-ignore.txt]
 
-Exits 1 on a vulnerability that the ignore file does not triage, and on any installed
-package that could not be checked at all. pip-audit alone cannot be trusted with the
-second: when PyPI answers 404 for a package's release document it skips the package,
+Exits 1 on a vulnerability in any installed package that the ignore file does not triage,
+and on a package of the server that could not be checked at all; exits 2 when the audit
+could not be done. pip-audit alone cannot be trusted with the second: when PyPI answers 404 for a package's release document it skips the package,
 prints "No known vulnerabilities found" and exits 0, even when it skipped every package.
 That is what happens on this project's machines, whose PyPI serves each project's document
 (``/pypi/NAME/json``) but not the per-release ones (``/pypi/NAME/VERSION/json``) that
 pip-audit reads. So a package pip-audit skipped is looked up again in its project
 document, whose ``vulnerabilities`` are those of the project's latest release: when that
-is the installed version, the list answers for it. A package still unchecked (an older
-release than the latest) fails the run, unless the ignore file accepts exactly that
-version as unaudited, with a reason. PyPI unreachable, or an answer that is not what
-pip-audit or PyPI should say, fails the run too.
+is the installed version, the list answers for it. A package of the server (identity's
+own requirements, without extras) still unchecked, an older release than the latest,
+fails the run unless the ignore file accepts exactly that version as unaudited, with a
+reason; one that only the extras install (test tools, pinned below a new release more
+often than not) is listed as unaudited without failing the run. PyPI unreachable, or an
+answer that is not what pip-audit or PyPI should say, fails the run.
 
 The ignore file has one entry a line, ``KEY - reason``, ``#`` starting a comment line:
 KEY is a vulnerability ID (PYSEC-, GHSA-, CVE-...; an alias matches too) or
@@ -38,10 +40,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "identity"
 IGNORE_FILE = ROOT / ".ci" / "pip-audit-ignore.txt"
 PROJECT_URL = "https://pypi.org/pypi/{name}/json"
 TIMEOUT = 30  # seconds for each PyPI request
@@ -115,6 +119,7 @@ class Result:
     by_project_document: int = 0
     accepted_unaudited: list[str] = field(default_factory=list)
     unaudited: list[str] = field(default_factory=list)
+    unaudited_extras: list[str] = field(default_factory=list)  # not the server's: no failure
     findings: list[Finding] = field(default_factory=list)
     triaged: list[Finding] = field(default_factory=list)
 
@@ -132,25 +137,26 @@ def audit(
     installed: Callable[[str], str],
     project: Callable[[str], dict[str, Any]],
     triage: Triage,
+    *,
     local: frozenset[str] = frozenset(),
+    server: frozenset[str] | None = None,
 ) -> Result:
     """Judge pip-audit's JSON report, looking skipped packages up in their project
     documents. ``installed`` gives a package's installed version, ``project`` its PyPI
     project document; ``local`` names the packages installed from a folder, which are
-    not the PyPI projects of their names."""
+    not the PyPI projects of their names; ``server`` the packages the server itself
+    installs (None: every package counts as the server's)."""
     result = Result()
     found: list[Finding] = []
     skipped: list[str] = []
     for dep in report.get("dependencies", []):
         if canonicalize_name(dep["name"]) in local:
             result.local.append(dep["name"])
-            continue
-        if "skip_reason" in dep:
+        elif "skip_reason" in dep:
             skipped.append(dep["name"])
-            continue
-        result.by_pip_audit += 1
-        for vuln in dep.get("vulns", []):
-            found.append(
+        else:
+            result.by_pip_audit += 1
+            found += [
                 Finding(
                     dep["name"],
                     dep["version"],
@@ -158,38 +164,56 @@ def audit(
                     vuln.get("fix_versions", []),
                     vuln.get("description", ""),
                 )
-            )
+                for vuln in dep.get("vulns", [])
+            ]
     documents = _fetch_all(project, skipped)
     for name in skipped:
-        version = installed(name)
-        document = documents[name]
-        try:
-            latest = Version(document["info"]["version"])
-            current = Version(version)
-        except (KeyError, TypeError, InvalidVersion) as error:
-            raise AuditError(f"{name}: PyPI's project document has no usable version") from error
-        if latest != current:
-            if triage.accepts(name, version):
-                result.accepted_unaudited.append(f"{name}=={version}")
-            else:
-                result.unaudited.append(f"{name}=={version} (the latest release is {latest})")
-            continue
-        if not isinstance(document.get("vulnerabilities"), list):
-            raise AuditError(f"{name}: PyPI's project document lists no vulnerabilities field")
-        result.by_project_document += 1
-        for vuln in _not_withdrawn(document["vulnerabilities"]):
-            found.append(
-                Finding(
-                    name,
-                    version,
-                    [vuln["id"], *(vuln.get("aliases") or [])],
-                    list(vuln.get("fixed_in") or []),
-                    (vuln.get("summary") or vuln.get("details") or "").replace("\n", " "),
-                )
-            )
+        found += _from_project_document(
+            name, installed(name), documents[name], triage=triage, result=result, server=server
+        )
     for finding in found:
         (result.triaged if triage.ignores(finding.ids) else result.findings).append(finding)
     return result
+
+
+def _from_project_document(
+    name: str,
+    version: str,
+    document: dict[str, Any],
+    *,
+    triage: Triage,
+    result: Result,
+    server: frozenset[str] | None,
+) -> list[Finding]:
+    """The vulnerabilities of a package pip-audit skipped, if its project document
+    answers for the installed version; otherwise the package is noted as unaudited."""
+    try:
+        latest = Version(document["info"]["version"])
+        current = Version(version)
+    except (KeyError, TypeError, InvalidVersion) as error:
+        raise AuditError(f"{name}: PyPI's project document has no usable version") from error
+    if latest != current:
+        unchecked = f"{name}=={version} (the latest release is {latest})"
+        if triage.accepts(name, version):
+            result.accepted_unaudited.append(f"{name}=={version}")
+        elif server is None or canonicalize_name(name) in server:
+            result.unaudited.append(unchecked)
+        else:
+            result.unaudited_extras.append(unchecked)
+        return []
+    if not isinstance(document.get("vulnerabilities"), list):
+        raise AuditError(f"{name}: PyPI's project document lists no vulnerabilities field")
+    result.by_project_document += 1
+    return [
+        Finding(
+            name,
+            version,
+            [vuln["id"], *(vuln.get("aliases") or [])],
+            list(vuln.get("fixed_in") or []),
+            (vuln.get("summary") or vuln.get("details") or "").replace("\n", " "),
+        )
+        for vuln in _not_withdrawn(document["vulnerabilities"])
+    ]
 
 
 def _fetch_all(
@@ -209,6 +233,30 @@ def local_projects() -> frozenset[str]:
         if "dir_info" in origin:
             local.add(canonicalize_name(dist.metadata["Name"]))
     return frozenset(local)
+
+
+def server_packages(project: str = PROJECT) -> frozenset[str]:
+    """The packages that installing ``project`` without extras brings: its requirements,
+    theirs, and so on, with the extras they name (``psycopg[binary]``)."""
+    if not any(canonicalize_name(d.metadata["Name"]) == project for d in metadata.distributions()):
+        raise AuditError(f"{project} is not installed in this environment")
+    seen: set[tuple[str, str]] = set()
+    todo: list[tuple[str, str]] = [(project, "")]
+    while todo:
+        name, extra = todo.pop()
+        if (name, extra) in seen:
+            continue
+        seen.add((name, extra))
+        try:
+            requires = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue  # a requirement whose marker did not hold at install time
+        for line in requires:
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": extra}):
+                wanted = canonicalize_name(requirement.name)
+                todo += [(wanted, "")] + [(wanted, e) for e in requirement.extras]
+    return frozenset(name for name, _ in seen)
 
 
 def pypi_project(name: str) -> dict[str, Any]:
@@ -246,15 +294,19 @@ def run_pip_audit() -> dict[str, Any]:
 def _print(result: Result, triage: Triage) -> None:
     total = len(result.local) + result.by_pip_audit + result.by_project_document
     total += len(result.accepted_unaudited) + len(result.unaudited)
+    total += len(result.unaudited_extras)
     print(
         f"pip-audit {metadata.version('pip-audit')}: {total} packages;"
         f" {result.by_pip_audit} checked by pip-audit,"
         f" {result.by_project_document} in PyPI's project document (the latest release),"
         f" {len(result.accepted_unaudited)} accepted unaudited,"
+        f" {len(result.unaudited_extras)} unaudited but only in the extras,"
         f" {len(result.local)} installed from this checkout ({', '.join(result.local)})"
     )
     for name in result.accepted_unaudited:
         print(f"  accepted unaudited: {name}")
+    for name in result.unaudited_extras:
+        print(f"  unaudited, not the server's: {name}")
     for finding in result.triaged:
         print(f"  triaged: {finding.name} {finding.version} {', '.join(finding.ids)}")
     for key in triage.stale():
@@ -265,7 +317,7 @@ def _print(result: Result, triage: Triage) -> None:
         fixed = ", ".join(f.fixed_in) or "no fixed release"
         print(f"VULNERABLE {f.name} {f.version}: {', '.join(f.ids)} (fixed in {fixed}) {f.summary}")
     if not result.failed:
-        print("no untriaged vulnerability; every package checked or accepted unaudited")
+        print("no untriaged vulnerability; every package of the server checked or accepted")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,7 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         triage = Triage.parse(args.ignore_file.read_text())
         report = run_pip_audit()
-        result = audit(report, metadata.version, pypi_project, triage, local_projects())
+        result = audit(
+            report,
+            metadata.version,
+            pypi_project,
+            triage,
+            local=local_projects(),
+            server=server_packages(),
+        )
     except (AuditError, OSError) as error:
         print(f"dependency audit FAILED, nothing was proven: {error}", file=sys.stderr)
         return 2

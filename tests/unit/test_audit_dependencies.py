@@ -45,9 +45,16 @@ def vuln(vid, aliases=(), withdrawn=None):
     }
 
 
-def run(report, documents, triage_text="", local=frozenset()):
+def run(report, documents, triage_text="", local=frozenset(), server=None):
     triage = tool.Triage.parse(triage_text)
-    result = tool.audit(report, INSTALLED.__getitem__, documents.__getitem__, triage, local)
+    result = tool.audit(
+        report,
+        INSTALLED.__getitem__,
+        documents.__getitem__,
+        triage,
+        local=local,
+        server=server,
+    )
     return result, triage
 
 
@@ -60,6 +67,30 @@ def test_an_audit_that_could_check_nothing_fails():
     assert result.failed
     assert result.unaudited == ["oldlib==1.0 (the latest release is 2.0)"]
     assert result.by_project_document == 1 and result.findings == []
+
+
+def test_only_the_servers_packages_fail_the_audit_when_unchecked():
+    """Test tools pinned below a new release are listed, not failed on: the gate is for
+    what the server installs."""
+    report = skipped("flask", "oldlib")
+    documents = {"flask": document("3.1.4"), "oldlib": document("2.0")}
+    result, _ = run(report, documents, server=frozenset({"flask"}))
+    assert result.failed
+    assert result.unaudited == ["flask==3.1.3 (the latest release is 3.1.4)"]
+    assert result.unaudited_extras == ["oldlib==1.0 (the latest release is 2.0)"]
+    result, _ = run(report, {**documents, "flask": document("3.1.3")}, server=frozenset({"flask"}))
+    assert not result.failed and result.unaudited_extras
+
+
+def test_the_servers_packages_are_its_requirements_with_their_extras():
+    server = tool.server_packages()
+    assert {"identity", "flask", "werkzeug", "authlib", "psycopg", "psycopg-binary"} <= server
+    assert not {"pytest", "ruff", "pip-audit", "bandit", "pip"} & server
+
+
+def test_an_environment_without_the_project_cannot_be_audited():
+    with pytest.raises(tool.AuditError, match="not installed"):
+        tool.server_packages("no-such-project")
 
 
 def test_a_skipped_package_at_its_latest_release_is_checked_in_the_project_document():
