@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -38,7 +39,8 @@ from identity.models.base import UTCDateTime
 # null, any JSON value (null too) is wrapped in a one-element array.
 KINDS: dict[str, Callable[[], TypeEngine[Any]]] = {
     "text": Text,
-    "int": Integer,
+    # BIGINT binds: an INTEGER parameter would refuse what a BIGINT column holds.
+    "int": BigInteger,
     "bool": Boolean,
     "uuid": Uuid,
     "datetime": UTCDateTime,
