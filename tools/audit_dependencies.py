@@ -4,8 +4,9 @@
 
 Exits 1 on a vulnerability in any installed package that the ignore file does not triage,
 and on a package of the server that could not be checked at all; exits 2 when the audit
-could not be done. pip-audit alone cannot be trusted with the second: when PyPI answers 404 for a package's release document it skips the package,
-prints "No known vulnerabilities found" and exits 0, even when it skipped every package.
+could not be done. pip-audit alone cannot be trusted with the second: when PyPI answers
+404 for a package's release document it skips the package, prints "No known
+vulnerabilities found" and exits 0, even when it skipped every package.
 That is what happens on this project's machines, whose PyPI serves each project's document
 (``/pypi/NAME/json``) but not the per-release ones (``/pypi/NAME/VERSION/json``) that
 pip-audit reads. So a package pip-audit skipped is looked up again in its project
