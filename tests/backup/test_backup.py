@@ -171,7 +171,7 @@ def state(app: Flask, make_user: Any, make_client: Any, monkeypatch: pytest.Monk
 # Round trips --------------------------------------------------------------------------------
 
 
-def test_restored_through_the_other_database_kind_and_back(
+def test_REL_08_restored_through_the_other_database_kind_and_back(
     app: Flask, state: Any, identity: Any, databases: Any, key_file: Path, tmp_path: Path
 ) -> None:
     """SQLite -> PostgreSQL -> SQLite (or the reverse): every row equal at each step; the
@@ -223,7 +223,7 @@ def test_restored_through_the_other_database_kind_and_back(
             db.engine.dispose()
 
 
-def test_a_backup_taken_while_another_thread_writes_is_one_moment(
+def test_REL_11_a_backup_taken_while_another_thread_writes_is_one_moment(
     app: Flask, state: Any, identity: Any, databases: Any, tmp_path: Path
 ) -> None:
     """Between every two tables the backup reads, a writer commits audit records, a user
@@ -310,11 +310,11 @@ def test_a_backup_taken_while_another_thread_writes_is_one_moment(
 # What is refused ----------------------------------------------------------------------------
 
 
-def test_wrong_key_damaged_or_cut_short_fail_clearly(
+def test_REL_14_wrong_key_damaged_or_cut_short_fail_clearly(
     state: Any, identity: Any, databases: Any, key_file: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """verify and restore exit 1 with one line naming the problem; a restore touches
-    nothing unless the whole file reads well."""
+    nothing unless the whole file reads well (REL-13)."""
     from identity.backup import container
 
     monkeypatch.setattr(container, "SCRYPT_LOG_N", 10)  # the file says so: reading follows
@@ -367,11 +367,12 @@ def test_wrong_key_damaged_or_cut_short_fail_clearly(
         assert "give exactly one of --passphrase-stdin and --key-file" in usage.output
 
 
-def test_a_database_with_rows_is_replaced_only_when_asked_and_keeps_its_erasures(
+def test_REL_13_a_database_with_rows_is_replaced_only_when_asked_and_keeps_its_erasures(
     app: Flask, make_user: Any, identity: Any, databases: Any, key_file: Path, tmp_path: Path
 ) -> None:
     """Restoring over rows is refused (naming them) unless --replace. An account erased
-    after the backup was taken is erased again: the ledger of the replaced database is kept."""
+    after the backup was taken is erased again: the ledger of the replaced database is kept
+    and re-applied (GDPR-10)."""
     make_user("alice@example.org")
     make_user("bob@example.org")
     path = tmp_path / "b.idb"
@@ -397,7 +398,7 @@ def test_a_database_with_rows_is_replaced_only_when_asked_and_keeps_its_erasures
     assert "intact" in identity("audit", "verify", url=target).stdout
 
 
-def test_an_older_backup_is_upgraded_after_loading(
+def test_REL_13_an_older_backup_is_upgraded_after_loading(
     identity: Any, databases: Any, key_file: Path, tmp_path: Path
 ) -> None:
     """A backup made at an older schema revision is loaded at that revision, then the

@@ -1,7 +1,7 @@
 """The backup file on its own, without a database: what it encrypts comes back, and every
 way of breaking it is named (a wrong passphrase or key, a chunk altered, dropped, moved or
 cut short, bytes appended, a header edited); and each kind of column value comes back
-exactly, JSON null apart from SQL NULL."""
+exactly, JSON null apart from SQL NULL (REL-14: backups are protected)."""
 
 from __future__ import annotations
 
