@@ -43,7 +43,8 @@ def test_importing_the_command_loads_no_heavy_module():
     code = (
         "import identity.cli\n"
         "from identity.cli import (\n"
-        "    audit_commands, authz_commands, commands, db_commands, groups_commands,\n"
+        "    audit_commands, authz_commands, backup_commands, commands, db_commands,\n"
+        "    groups_commands,\n"
         "    oauth_commands, rbac_common, roles_commands, users\n"
         ")"
     )
@@ -58,6 +59,7 @@ def test_importing_the_command_loads_no_heavy_module():
         ["clients", "update", "--help"],
         ["db", "downgrade", "-h"],
         ["audit", "export", "--help"],
+        ["backup", "restore", "--help"],
         ["roles", "assign", "--help"],
         ["authz", "check", "-h"],
     ],
