@@ -383,7 +383,9 @@ for m in $mounts; do
 done
 mount -t tmpfs -o size=64m,mode=1777 tmpfs "$tmp"
 for w in $writable; do [ -w "$w" ]; done
-if touch /identity-write-probe 2>/dev/null; then echo "root is writable" >&2; exit 99; fi
+if touch /identity-write-probe 2>/dev/null; then
+    rm -f /identity-write-probe; echo "the root is still writable" >&2; exit 99
+fi
 exec "$@"
 """
 
