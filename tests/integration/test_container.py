@@ -314,7 +314,10 @@ def test_instances_wait_for_init_and_do_not_init_themselves() -> None:
     services = compose()["services"]
     assert services["init"]["command"][0] == "init"
     assert services["init"]["restart"] == "no"
-    assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["init"]["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
+    }
     for name in INSTANCES:
         service = services[name]
         assert service["command"][0] == "serve"
