@@ -99,6 +99,7 @@ class Load:
     script: str = "get.lua"
     script_args: list[str] = field(default_factory=list)
     content_type: str = "application/x-www-form-urlencoded"
+    env: dict[str, str] = field(default_factory=dict)  # more for the script (signin.lua)
 
 
 def to_ms(value: str) -> float:
@@ -126,6 +127,7 @@ def wrk(args: argparse.Namespace, url: str, load: Load, duration: int, name: str
         "BENCH_AUTH": load.auth,
         "BENCH_BODY": load.body,
         "BENCH_CONTENT_TYPE": load.content_type,
+        **load.env,
     }
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -35,10 +36,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import memory as memory_run
+import peers
+import populate
+import scale
 from harness import BENCH, Load, Result, Server, check, fail, free_port, start, wrk
 
 DOC = BENCH.parent / "docs" / "performance.md"
@@ -55,6 +60,7 @@ LABELS = {
     "discovery": "discovery",
     "refresh": "token (refresh_token, rotating)",
     "authz": "decision API (/api/v1/authz/check)",
+    "signin": "password sign-in (POST /sign-in)",
 }
 USER_EMAIL = "bench@example.org"
 USER_SCOPE = "openid profile email offline_access"
@@ -80,6 +86,8 @@ class Setup:
     refresh_warmup_file: Path
     refresh_check: str
     files: Path
+    rp_client_id: str = ""  # to mint more tokens later (mint_tokens)
+    auditor_client_id: str = ""
 
 
 def identity_bin() -> str:
@@ -279,6 +287,30 @@ def prepare(args: argparse.Namespace, files: Path) -> Setup:
         refresh_warmup_file=warmup_file,
         refresh_check=check_file.read_text().strip(),
         files=files,
+        rp_client_id=rp_out["client_id"],
+        auditor_client_id=auditor["client_id"],
+    )
+
+
+def fresh_tokens(
+    args: argparse.Namespace, setup: Setup, phase: str, *, refresh: bool = True
+) -> Setup:
+    """The setup with new access tokens (they live 10 minutes) and, when refresh is
+    measured, a new refresh pool (each token is spent once): for a later phase."""
+    pools = {setup.files / f"refresh-check-{phase}.txt": 1}
+    run_file = setup.files / f"refresh-{phase}.txt"
+    warm_file = setup.files / f"refresh-warmup-{phase}.txt"
+    if refresh and "refresh" in args.only:
+        pools[run_file] = args.refresh_pool
+        pools[warm_file] = max(1, args.refresh_pool * args.warmup // max(args.duration, 1))
+    access, admin = mint_tokens(setup.env, setup.rp_client_id, pools, setup.auditor_client_id)
+    return dataclasses.replace(
+        setup,
+        access_token=access,
+        admin_token=admin,
+        refresh_file=run_file,
+        refresh_warmup_file=warm_file,
+        refresh_check=next(iter(pools)).read_text().strip(),
     )
 
 
@@ -485,25 +517,57 @@ def cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def table(results: list[Result], hello: Result | None, ceilings: list[Result]) -> str:
-    lines = [
-        "| Endpoint | Requests/s | p50 (ms) | p99 (ms) | % of hello world "
-        "| DB rows written per request | Errors |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
+@dataclass
+class Extras:
+    """What the optional parts of a run measured (--peers, --populated, --rss-requests)."""
+
+    peer: str = ""  # the peer's name and version
+    peer_results: dict[str, Result] = field(default_factory=dict)
+    population: str = ""  # what the full database holds
+    empty: dict[str, Result] = field(default_factory=dict)  # endpoint -> on the empty database
+    full: dict[str, Result] = field(default_factory=dict)  # the same on the full one
+    memory: memory_run.Memory | None = None
+
+
+def errors_of(result: Result) -> str:
+    errors = []
+    if result.non_2xx:
+        errors.append(f"{result.non_2xx} non-2xx")
+    if result.socket_errors:
+        errors.append(f"{result.socket_errors} socket errors")
+    return ", ".join(errors + result.notes) or "none"
+
+
+def table(
+    results: list[Result],
+    hello: Result | None,
+    ceilings: list[Result],
+    peer_results: dict[str, Result] | None = None,
+) -> str:
+    """The main table; with --peers, the peer's requests/s and p50 and identity's ratio."""
+    head = "| Endpoint | Requests/s | p50 (ms) | p99 (ms) | % of hello world "
+    head += "| DB rows written per request | Errors |"
+    rule = "|---|---:|---:|---:|---:|---:|---|"
+    if peer_results:
+        head += f" {peers.NAME}: requests/s | {peers.NAME}: p50 (ms) | identity / peer |"
+        rule += "---:|---:|---:|"
+    lines = [head, rule]
     for result in ([hello] if hello else []) + ceilings + results:
         share = f"{100 * result.rps / hello.rps:.0f} %" if hello and hello.rps else "-"
         rows = "-" if result.rows_per_request is None else f"{result.rows_per_request:.2f}"
-        errors = []
-        if result.non_2xx:
-            errors.append(f"{result.non_2xx} non-2xx")
-        if result.socket_errors:
-            errors.append(f"{result.socket_errors} socket errors")
-        errors += result.notes
-        lines.append(
+        line = (
             f"| {LABELS[result.name]} | {result.rps:,.0f} | {result.p50:.2f} | {result.p99:.2f} "
-            f"| {share} | {rows} | {', '.join(errors) or 'none'} |"
+            f"| {share} | {rows} | {errors_of(result)} |"
         )
+        if peer_results:
+            peer = peer_results.get(result.name)
+            if peer is None:
+                line += " - | - | - |"
+            else:
+                errors = "" if errors_of(peer) == "none" else f" ({errors_of(peer)})"
+                ratio = f"{result.rps / peer.rps:.2f}" if peer.rps else "-"
+                line += f" {peer.rps:,.0f}{errors} | {peer.p50:.2f} | {ratio} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -515,6 +579,7 @@ def report(
     hello: Result | None,
     ceilings: list[Result],
     load_before: tuple[float, float, float],
+    extras: Extras,
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     threads = ""
@@ -522,25 +587,48 @@ def report(
         from identity.serving import GRANIAN_THREADS
 
         threads = f", {GRANIAN_THREADS} threads each"
-    return "\n".join(
-        [
-            f"Measured {now} with `python bench/run.py"
-            + (f" {' '.join(args.argv)}" if args.argv else "")
-            + "`.",
+    lines = [
+        f"Measured {now} with `python bench/run.py"
+        + (f" {' '.join(args.argv)}" if args.argv else "")
+        + "`.",
+        "",
+        f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}; load average before the run "
+        f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}.",
+        f"- Server: {args.server}, {args.workers} workers{threads}; identity with "
+        "IDENTITY_ENV=production, INFO logging (one JSON line per request) to a file, "
+        "PostgreSQL on the same machine.",
+        f"- Load: wrk on the same machine, {args.threads} threads, {args.connections} "
+        f"connections, {args.duration} s per endpoint after a {args.warmup} s warm-up.",
+        f"- Versions: {versions(setup)}.",
+    ]
+    if extras.peer:
+        lines.append(
+            f"- Peer: {extras.peer}, one process, tokens in its memory (bench/peers/), started "
+            "afresh for each endpoint right after identity's run of it; its introspection "
+            "reads an opaque token (it cannot introspect a JWT)."
+        )
+    lines += ["", table(results, hello, ceilings, extras.peer_results)]
+    if extras.full:
+        lines += [
             "",
-            f"- Machine: {os.cpu_count()} CPUs ({cpu_model()}), {platform.system()} "
-            f"{platform.release()}; load average before the run "
-            f"{load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}.",
-            f"- Server: {args.server}, {args.workers} workers{threads}; identity with "
-            "IDENTITY_ENV=production, INFO logging (one JSON line per request) to a file, "
-            "PostgreSQL on the same machine.",
-            f"- Load: wrk on the same machine, {args.threads} threads, {args.connections} "
-            f"connections, {args.duration} s per endpoint after a {args.warmup} s warm-up.",
-            f"- Versions: {versions(setup)}.",
+            f"On the full database ({extras.population}), next to the empty one above; "
+            "sign-in: POST /sign-in with a password, each request a different account "
+            "(on the empty database, accounts added for it).",
             "",
-            table(results, hello, ceilings),
+            scale.comparison(extras.empty, extras.full, LABELS),
         ]
-    )
+    if extras.memory and extras.memory.readings:
+        mem = extras.memory
+        lines += [
+            "",
+            f"Resident memory (VmRSS) of each server worker, under a round-robin mix of client "
+            f"credentials, introspection and UserInfo: {mem.requests:,} requests in "
+            f"{mem.seconds:.0f} s, {mem.non_2xx} non-2xx, {mem.socket_errors} socket errors.",
+            "",
+            mem.table(),
+        ]
+    return "\n".join(lines)
 
 
 def write_doc(path: Path, text: str, server: str) -> None:
@@ -575,7 +663,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="warm-up seconds (2)")
     parser.add_argument(
         "--only",
-        default=",".join(ENDPOINTS),
+        default=None,
         help=f"comma-separated endpoints to measure (default: all of {','.join(ENDPOINTS)})",
     )
     parser.add_argument("--no-hello", action="store_true", help="skip the hello-world ceilings")
@@ -593,16 +681,145 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="PostgreSQL URL of an account that may create databases "
         "[BENCH_DATABASE_URL; default postgresql://postgres@127.0.0.1:5432/postgres]",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help=f"measure {peers.NAME} too (installed into bench/.peers with npm), with ratios",
+    )
+    parser.add_argument(
+        "--populated",
+        action="store_true",
+        help="then fill the database (bench/populate.py) and measure the hot endpoints and "
+        "a password sign-in again on it, next to the empty database",
+    )
+    parser.add_argument("--populate-users", type=int, default=1_000_000, help="(1000000)")
+    parser.add_argument("--populate-grants", type=int, default=10_000_000, help="(10000000)")
+    parser.add_argument("--populate-revocations", type=int, default=5_000, help="(5000)")
+    parser.add_argument(
+        "--signin-pool",
+        type=int,
+        default=5_000,
+        help="accounts for the sign-in runs; each signs in once (5000)",
+    )
+    parser.add_argument(
+        "--rss-requests",
+        type=int,
+        default=None,
+        help="requests of the memory run, which reads each worker's RSS (1000000 unless "
+        "--only is given, then none; 0: skip)",
+    )
     parser.add_argument("--output", type=Path, default=DOC, help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="only print the table")
     parser.add_argument("--keep", action="store_true", help="keep the database and files")
     args = parser.parse_args(argv)
     args.argv = argv
-    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if args.rss_requests is None:  # a partial run (--only) skips the long memory run
+        args.rss_requests = 0 if args.only else 1_000_000
+    args.only = [name.strip() for name in (args.only or ",".join(ENDPOINTS)).split(",")]
+    args.only = [name for name in args.only if name]
     unknown = set(args.only) - set(ENDPOINTS)
     if unknown:
         parser.error(f"unknown endpoints: {', '.join(sorted(unknown))}")
+    for name in ("rss_requests", "populate_users", "populate_grants", "populate_revocations"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} cannot be negative")
+    if args.populated and args.signin_pool < 3:  # noqa: PLR2004 - check, warm-up, run
+        parser.error("--signin-pool must be at least 3")
+    if args.rss_requests and not Path("/proc/self/status").exists():
+        parser.error("the memory run reads /proc (Linux); pass --rss-requests 0 elsewhere")
     return args
+
+
+def measure_peers(args: argparse.Namespace, peer: peers.Peer | None, name: str) -> Result | None:
+    if peer is None or name not in peers.ENDPOINTS:
+        return None
+    result = peers.measure(args, peer, name)
+    print(f"bench: {peers.NAME} {name} {result.rps:,.0f} req/s", file=sys.stderr)
+    return result
+
+
+def measure_full(args: argparse.Namespace, setup: Setup, extras: Extras) -> None:
+    """Sign-in on the empty database, then the population, then the hot endpoints and
+    sign-in again (--populated)."""
+
+    def serve() -> contextlib.AbstractContextManager[Server]:
+        return identity_server(args, setup)
+
+    pool = scale.empty_pool(setup.database_url, args.signin_pool)
+    extras.empty["signin"] = scale.measure_sign_in(
+        args, setup.database_url, setup.files, pool, serve
+    )
+    print(f"bench: signin (empty) {extras.empty['signin'].rps:,.0f} req/s", file=sys.stderr)
+    counts = populate.fill(
+        setup.database_url,
+        users=args.populate_users,
+        grants=args.populate_grants,
+        revocations=args.populate_revocations,
+    )
+    extras.population = (
+        f"{counts.users:,} users, {counts.grants:,} grants, {counts.revocations:,} revoked "
+        f"token keys, filled in {counts.seconds:.0f} s"
+    )
+    setup = fresh_tokens(args, setup, "full")
+    all_loads = loads(setup)
+    for name in [name for name in args.only if name in scale.HOT]:
+        load, expect = all_loads[name]
+        extras.full[name] = measure(args, setup, name, load, expect)
+        print(f"bench: {name} (full) {extras.full[name].rps:,.0f} req/s", file=sys.stderr)
+    pool = scale.full_pool(args.populate_users, args.signin_pool)
+    extras.full["signin"] = scale.measure_sign_in(
+        args, setup.database_url, setup.files, pool, serve
+    )
+    print(f"bench: signin (full) {extras.full['signin'].rps:,.0f} req/s", file=sys.stderr)
+
+
+def measure_memory(args: argparse.Namespace, setup: Setup) -> memory_run.Memory:
+    def mix() -> list[tuple[str, str, str, str]]:
+        fresh = fresh_tokens(args, setup, "memory", refresh=False)
+        introspect = f"token={fresh.access_token}&token_type_hint=access_token"
+        return [
+            ("POST", "/oauth/token", fresh.service_auth, "grant_type=client_credentials"),
+            ("POST", "/oauth/introspect", fresh.resource_auth, introspect),
+            ("GET", "/userinfo", f"Bearer {fresh.access_token}", ""),
+        ]
+
+    def serve() -> contextlib.AbstractContextManager[Server]:
+        return identity_server(args, setup)
+
+    print(f"bench: memory run, {args.rss_requests:,} requests", file=sys.stderr)
+    return memory_run.measure(args, setup.files, mix, serve)
+
+
+def measure_hello(args: argparse.Namespace, setup: Setup) -> tuple[Result, list[Result]]:
+    """The two ceilings: the hello world, and it with introspection's SQL statement."""
+    found = []
+    with hello_server(args, setup) as server:
+        for name, path in (("hello", "/"), ("statement", "/statement")):
+            load = Load(path)
+            check(server.url, load, "Hello, World!")
+            if args.warmup:
+                wrk(args, server.url, load, args.warmup, name)
+            found.append(wrk(args, server.url, load, args.duration, name))
+            print(f"bench: {name} {found[-1].rps:,.0f} req/s", file=sys.stderr)
+    return found[0], found[1:]
+
+
+def clean_up(args: argparse.Namespace, setup: Setup) -> None:
+    files = setup.files
+    if not args.keep:
+        name = setup.database_url.rsplit("/", 1)[1]
+        drop_database(args.database_url, name)
+        shutil.rmtree(files, ignore_errors=True)
+        return
+    # Everything needed to rerun a measurement by hand: the server's environment
+    # and each endpoint's request (wrk with bench/*.lua, BENCH_AUTH, BENCH_BODY).
+    saved = {
+        "env": {k: v for k, v in setup.env.items() if k.startswith("IDENTITY_")},
+        "loads": {name: vars(load) for name, (load, _) in loads(setup).items()},
+        "refresh_tokens": str(setup.refresh_file),
+    }
+    (files / "bench.json").write_text(json.dumps(saved, indent=2))
+    print(f"bench: kept {files} (bench.json) and {setup.database_url}", file=sys.stderr)
 
 
 def main(argv: list[str]) -> None:
@@ -614,46 +831,39 @@ def main(argv: list[str]) -> None:
         )
     load_before = os.getloadavg()
     files = Path(tempfile.mkdtemp(prefix="identity-bench-"))
+    peer = peers.install(files) if args.peers else None
     setup = prepare(args, files)
     results: list[Result] = []
     hello: Result | None = None
     ceilings: list[Result] = []
+    extras = Extras(peer=peer.version() if peer else "")
     try:
         if not args.no_hello:
-            with hello_server(args, setup) as server:
-                for name, path in (("hello", "/"), ("statement", "/statement")):
-                    load = Load(path)
-                    check(server.url, load, "Hello, World!")
-                    if args.warmup:
-                        wrk(args, server.url, load, args.warmup, name)
-                    result = wrk(args, server.url, load, args.duration, name)
-                    if name == "hello":
-                        hello = result
-                    else:
-                        ceilings.append(result)
-                    print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
+            hello, ceilings = measure_hello(args, setup)
         all_loads = loads(setup)
         for name in args.only:
             load, expect = all_loads[name]
             result = measure(args, setup, name, load, expect)
             results.append(result)
             print(f"bench: {name} {result.rps:,.0f} req/s", file=sys.stderr)
-        text = report(args, setup, results, hello=hello, ceilings=ceilings, load_before=load_before)
+            if peer_result := measure_peers(args, peer, name):
+                extras.peer_results[name] = peer_result
+        if args.rss_requests:
+            extras.memory = measure_memory(args, setup)
+        if args.populated:
+            extras.empty = {result.name: result for result in results if result.name in scale.HOT}
+            measure_full(args, setup, extras)
+        text = report(
+            args,
+            setup,
+            results,
+            hello=hello,
+            ceilings=ceilings,
+            load_before=load_before,
+            extras=extras,
+        )
     finally:
-        if not args.keep:
-            name = setup.database_url.rsplit("/", 1)[1]
-            drop_database(args.database_url, name)
-            shutil.rmtree(files, ignore_errors=True)
-        else:
-            # Everything needed to rerun a measurement by hand: the server's environment
-            # and each endpoint's request (wrk with bench/*.lua, BENCH_AUTH, BENCH_BODY).
-            saved = {
-                "env": {k: v for k, v in setup.env.items() if k.startswith("IDENTITY_")},
-                "loads": {name: vars(load) for name, (load, _) in loads(setup).items()},
-                "refresh_tokens": str(setup.refresh_file),
-            }
-            (files / "bench.json").write_text(json.dumps(saved, indent=2))
-            print(f"bench: kept {files} (bench.json) and {setup.database_url}", file=sys.stderr)
+        clean_up(args, setup)
     print(text)
     if not args.no_write:
         write_doc(args.output, text, args.server)
