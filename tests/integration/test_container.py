@@ -172,8 +172,11 @@ def test_dockerfile_is_multi_stage_from_a_pinned_base() -> None:
         if i.keyword == "COPY" and "--from=" in i.value
     ]
     assert copied_from and set(copied_from) <= set(names[:-1])
-    # The build tools stay behind: the runtime stage installs nothing itself.
-    assert not [i for i in runtime if i.keyword == "RUN" and "pip " in i.value]
+    # The build tools stay behind: the runtime stage installs nothing, and removes the
+    # base image's pip and setuptools.
+    runs = " ".join(i.value for i in runtime if i.keyword == "RUN")
+    assert "pip install" not in runs and "pip wheel" not in runs
+    assert re.search(r"-m pip uninstall (--\S+ )*pip setuptools\b", runs), runs
 
 
 def test_dockerfile_runs_non_root_in_exec_form() -> None:
