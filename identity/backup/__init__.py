@@ -2,11 +2,12 @@
 or PostgreSQL (docs/operations.md, "Backup and restore").
 
 ``container`` is the encrypted, authenticated file; ``records`` and ``contents`` what it
-holds (typed JSON lines); ``service`` makes, checks and restores backups.
+holds (typed JSON lines); ``service`` makes and checks backups, ``restoring`` restores them.
 """
 
 from identity.backup.container import BackupError, Secret
-from identity.backup.service import NotEmpty, Progress, Restored, create, restore, verify
+from identity.backup.restoring import NotEmpty, Restored, restore
+from identity.backup.service import Progress, create, verify
 
 __all__ = [
     "BackupError",

@@ -1,36 +1,28 @@
-"""Backing up every table in one consistent snapshot, checking a backup, restoring one.
+"""Backing up every table in one consistent snapshot, and checking a backup.
 
 ``create`` reads the whole database in one transaction that sees a single state of it
 while the server goes on writing (``identity.database.create_snapshot_engine``), so the
 backup holds no grant without its user and client and an audit trail without a gap.
-``restore`` checks the whole file before it touches the database, then builds the schema
-at the backup's revision with Alembic, loads every row in one transaction, upgrades the
-schema to this version's newest and sets PostgreSQL's sequences past the loaded rows.
-Re-applying the erasure ledger is the caller's (``identity.privacy.erasure``).
+``verify`` reads a backup through without a database. Restoring is ``restoring``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy import Connection, MetaData, Table, column, func, inspect, select, table, text
+from sqlalchemy import Connection, MetaData, Table, column, func, select, table
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SAWarning
-from sqlalchemy.sql import Select
+from sqlalchemy.exc import SAWarning
 
-from identity import migrate
 from identity.backup import container
 from identity.backup.container import BackupError, Secret
 from identity.backup.contents import Header, TableInfo, end_line, entries, row_line
 from identity.backup.records import encode, kind_of, typed_table
-from identity.models import Base, ErasureRecord
+from identity.models import Base
 
 BATCH = 1000
 VERSION_TABLE = "alembic_version"
@@ -46,19 +38,7 @@ class Progress:
         """``rows`` more rows of ``table`` are done."""
 
 
-class NotEmpty(BackupError):
-    """The database to restore into holds rows."""
-
-
-@dataclass(frozen=True)
-class Restored:
-    header: Header
-    upgraded_to: str | None  # the newest revision, when the backup's was older
-    ledger_kept: int  # erasures the database knew and the backup did not
-    sequences: int
-
-
-def _reflect(bind: Engine | Connection) -> MetaData:
+def reflect(bind: Engine | Connection) -> MetaData:
     """The tables the database has, as it reports them. SQLAlchemy warns that it skips
     the expression-based indexes; neither a backup nor a restore needs them (Alembic
     makes the schema), so that warning is not shown to the operator."""
@@ -119,7 +99,7 @@ def create(
         revision = connection.execute(
             select(column("version_num")).select_from(table(VERSION_TABLE))
         ).scalar()
-        metadata = _reflect(connection)
+        metadata = reflect(connection)
         tables = [t for t in metadata.sorted_tables if t.name != VERSION_TABLE]
         infos = [
             TableInfo(
@@ -159,7 +139,7 @@ def create(
 # Checking -----------------------------------------------------------------------------------
 
 
-def _entries(path: Path, secret: Secret) -> Iterator[Header | TableInfo | dict[str, Any]]:
+def read_entries(path: Path, secret: Secret) -> Iterator[Header | TableInfo | dict[str, Any]]:
     try:
         with path.open("rb") as source:
             yield from entries(container.read(source, secret))
@@ -173,7 +153,7 @@ def verify(path: Path, secret: Secret, progress: Progress | None = None) -> Head
     progress = progress or Progress()
     header: Header | None = None
     name, done = "", 0
-    for entry in _entries(path, secret):
+    for entry in read_entries(path, secret):
         if isinstance(entry, Header):
             header = entry
             progress.start(entry.rows)
@@ -188,136 +168,3 @@ def verify(path: Path, secret: Secret, progress: Progress | None = None) -> Head
     progress.advance(name, done)
     assert header is not None  # entries() begins with it or raises
     return header
-
-
-# Restoring ----------------------------------------------------------------------------------
-
-
-def _occupied(engine: Engine) -> dict[str, int]:
-    """The tables of the database that hold rows, with their counts."""
-    with engine.connect() as connection:
-        names = [n for n in inspect(connection).get_table_names() if n != VERSION_TABLE]
-        counts = {
-            name: connection.execute(select(func.count()).select_from(table(name))).scalar_one()
-            for name in names
-        }
-    return {name: rows for name, rows in sorted(counts.items()) if rows}
-
-
-def _current_ledger(engine: Engine) -> list[dict[str, Any]]:
-    """The erasure ledger of the database being replaced, when it is at this version's
-    schema: erasures newer than the backup must be repeated after it is restored."""
-    if migrate.current_revision(engine) != migrate.head_revision(engine):
-        return []
-    ledger = Base.metadata.tables[ErasureRecord.__tablename__]
-    with engine.connect() as connection:
-        return [dict(row._mapping) for row in connection.execute(select(ledger))]
-
-
-def _keep_ledger(connection: Connection, rows: list[dict[str, Any]]) -> int:
-    ledger = Base.metadata.tables[ErasureRecord.__tablename__]
-    present = set(connection.execute(select(ledger.c.receipt_id)).scalars())
-    missing = [row for row in rows if row["receipt_id"] not in present]
-    if missing:
-        connection.execute(ledger.insert(), missing)
-    return len(missing)
-
-
-SERIAL_COLUMNS = text(
-    "SELECT table_name, column_name, pg_get_serial_sequence(quote_ident(table_name), "
-    "column_name) FROM information_schema.columns WHERE table_schema = current_schema() "
-    "AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')"
-)
-
-
-def reset_sequences(connection: Connection) -> int:
-    """PostgreSQL: set each sequence behind a serial or identity column past the largest
-    value loaded, so the next row does not collide with a restored one."""
-    reset = 0
-    for table_name, name, sequence in connection.execute(SERIAL_COLUMNS).all():
-        if sequence is None:
-            continue
-        largest: Select[tuple[Any]] = select(func.max(column(name))).select_from(table(table_name))
-        connection.execute(
-            select(func.setval(sequence, func.coalesce(largest.scalar_subquery(), 0) + 1, False))
-        )
-        reset += 1
-    return reset
-
-
-def _load(connection: Connection, path: Path, secret: Secret, progress: Progress) -> None:
-    existing = set(inspect(connection).get_table_names())
-    target: Table | None = None
-    batch: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        if target is None or not batch:
-            return
-        try:
-            connection.execute(target.insert(), batch)
-        except DBAPIError as error:
-            reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
-            raise BackupError(f"restoring table {target.name} failed: {reason}") from None
-        progress.advance(target.name, len(batch))
-        batch.clear()
-
-    for entry in _entries(path, secret):
-        if isinstance(entry, Header):
-            progress.start(entry.rows)
-        elif isinstance(entry, TableInfo):
-            flush()
-            if entry.name not in existing:
-                raise BackupError(f"the schema has no table {entry.name}, which the backup holds")
-            target = typed_table(entry.name, entry.columns)
-        else:
-            batch.append(entry)
-            if len(batch) >= BATCH:
-                flush()
-    flush()
-
-
-def restore(
-    engine: Engine,
-    path: Path,
-    secret: Secret,
-    *,
-    replace: bool = False,
-    progress: Progress | None = None,
-) -> Restored:
-    """Restore the backup at ``path`` into the database of ``engine``, which must hold no
-    rows unless ``replace``: then every table it has is dropped first (the erasures its
-    ledger knows are kept). Nothing is touched unless the whole backup reads well."""
-    header = verify(path, secret)
-    script = ScriptDirectory.from_config(migrate.alembic_config(engine))
-    try:
-        script.get_revision(header.revision)
-    except CommandError:
-        raise BackupError(
-            f"the backup's schema revision {header.revision} is unknown to this version of "
-            "identity (a newer version made it)"
-        ) from None
-    occupied = _occupied(engine)
-    if occupied and not replace:
-        tables = ", ".join(f"{name} ({rows})" for name, rows in occupied.items())
-        raise NotEmpty(f"the database is not empty: rows in {tables}")
-    ledger = _current_ledger(engine) if occupied else []
-    _reflect(engine).drop_all(engine)
-    migrate.upgrade(engine, header.revision)
-    with engine.begin() as connection:
-        # The migrations may have made rows (built-in roles); the backup has its own.
-        for made_table in reversed(_reflect(connection).sorted_tables):
-            if made_table.name != VERSION_TABLE:
-                connection.execute(made_table.delete())
-        _load(connection, path, secret, progress or Progress())
-    head = migrate.head_revision(engine)
-    if header.revision != head:
-        migrate.upgrade(engine, "head")
-    with engine.begin() as connection:
-        kept = _keep_ledger(connection, ledger) if ledger else 0
-        sequences = reset_sequences(connection) if connection.dialect.name == "postgresql" else 0
-    return Restored(
-        header,
-        upgraded_to=head if header.revision != head else None,
-        ledger_kept=kept,
-        sequences=sequences,
-    )

@@ -40,7 +40,8 @@ def key_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--passphrase-stdin",
         is_flag=True,
-        help="Read the passphrase from the first line of standard input.",
+        help="Read the passphrase from the first line of standard input (asked without "
+        "echo on a terminal).",
     )(function)
 
 
@@ -52,7 +53,12 @@ def _secret(passphrase_stdin: bool, key_file: Path | None, *, creating: bool = F
     try:
         if key_file is not None:
             return Secret.from_key_file(key_file)
-        passphrase = sys.stdin.readline().rstrip("\r\n")
+        if sys.stdin.isatty():  # typed, not piped: not shown, and asked twice to create
+            passphrase = click.prompt(
+                "Passphrase", hide_input=True, confirmation_prompt=creating, err=True
+            )
+        else:
+            passphrase = sys.stdin.readline().rstrip("\r\n")
         if not passphrase:
             raise click.ClickException("no passphrase on standard input")
         if creating and len(passphrase) < MIN_PASSPHRASE:
@@ -70,7 +76,10 @@ def _progress(label: str) -> Iterator[Progress]:
     from identity.backup import Progress
 
     class Bar(Progress):
+        """Ends its line once every row is done, so that a next bar starts on its own."""
+
         bar: Any = None
+        done = False
 
         def start(self, rows: int) -> None:
             if sys.stderr.isatty() and self.bar is None:
@@ -78,15 +87,21 @@ def _progress(label: str) -> Iterator[Progress]:
                 self.bar.__enter__()
 
         def advance(self, table: str, rows: int) -> None:
-            if self.bar is not None:
+            if self.bar is not None and not self.done:
                 self.bar.update(rows)
+                if self.bar.pos >= self.bar.length:
+                    self.finish()
+
+        def finish(self) -> None:
+            if self.bar is not None and not self.done:
+                self.done = True
+                self.bar.__exit__(None, None, None)
 
     shown = Bar()
     try:
         yield shown
     finally:
-        if shown.bar is not None:
-            shown.bar.__exit__(None, None, None)
+        shown.finish()
 
 
 @contextmanager
@@ -190,8 +205,10 @@ def restore(file: Path, passphrase_stdin: bool, key_file: Path | None, replace: 
     secret = _secret(passphrase_stdin, key_file)
     with command(schema=False, create=True) as ctx:
         try:
-            with _progress("restoring") as shown:
-                restored = restore_backup(ctx.engine, file, secret, replace=replace, progress=shown)
+            with _progress("checking") as checking, _progress("restoring") as shown:
+                restored = restore_backup(
+                    ctx.engine, file, secret, replace=replace, checking=checking, progress=shown
+                )
         except NotEmpty as error:
             raise click.ClickException(
                 f"{error.message} ({database_label(ctx.settings)}); restore into an empty "

@@ -315,7 +315,9 @@ def test_REL_14_wrong_key_damaged_or_cut_short_fail_clearly(
 ) -> None:
     """verify and restore exit 1 with one line naming the problem; a restore touches
     nothing unless the whole file reads well (REL-13)."""
-    from identity.backup import container
+    from identity.backup import Secret, container
+    from identity.backup.container import Writer
+    from identity.backup.contents import Header, end_line
 
     monkeypatch.setattr(container, "SCRYPT_LOG_N", 10)  # the file says so: reading follows
     path = tmp_path / "b.idb"
@@ -362,13 +364,33 @@ def test_REL_14_wrong_key_damaged_or_cut_short_fail_clearly(
     assert inspect(engine).get_table_names() == []
     engine.dispose()
 
+    newer = tmp_path / "newer.idb"
+    with newer.open("wb") as sink:
+        writer = Writer(sink, Secret.from_key_file(key_file))
+        writer.write(Header("9999_future", "2030-01-01T00:00:00+00:00", "sqlite", []).line())
+        writer.write(end_line(0))
+        writer.close()
+    unknown = identity(
+        "backup", "restore", str(newer), "--key-file", str(key_file), url=target, code=1
+    )
+    assert "schema revision 9999_future is unknown to this version of identity" in unknown.output
+    nowhere = tmp_path / "missing" / "b.idb"
+    unwritable = identity("backup", "create", str(nowhere), "--key-file", str(key_file), code=1)
+    assert f"cannot write {nowhere}: No such file or directory" in unwritable.output
+
     for options in ([], ["--passphrase-stdin", "--key-file", str(key_file)]):
         usage = identity("backup", "verify", str(path), *options, code=2)
         assert "give exactly one of --passphrase-stdin and --key-file" in usage.output
 
 
 def test_REL_13_a_database_with_rows_is_replaced_only_when_asked_and_keeps_its_erasures(
-    app: Flask, make_user: Any, identity: Any, databases: Any, key_file: Path, tmp_path: Path
+    app: Flask,
+    make_user: Any,
+    identity: Any,
+    databases: Any,
+    key_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Restoring over rows is refused (naming them) unless --replace. An account erased
     after the backup was taken is erased again: the ledger of the replaced database is kept
@@ -388,6 +410,26 @@ def test_REL_13_a_database_with_rows_is_replaced_only_when_asked_and_keeps_its_e
     identity(
         "gdpr", "erase", "bob@example.org", "--reason", "ticket 1", "--now", "--yes", url=target
     )
+    if KIND == "postgresql":  # a server still connected: no endless wait for its locks
+        from identity.backup import restoring
+
+        monkeypatch.setattr(restoring, "LOCK_TIMEOUT", 1)
+        engine = create_engine(target)
+        with engine.connect() as server:
+            server.execute(text("SELECT count(*) FROM users"))  # holds its lock until the end
+            busy = identity(
+                "backup",
+                "restore",
+                str(path),
+                "--key-file",
+                str(key_file),
+                "--replace",
+                url=target,
+                code=1,
+            )
+        engine.dispose()
+        assert "the database is in use" in busy.output
+        assert "stop every server of it first" in busy.output
     replaced = identity(
         "backup", "restore", str(path), "--key-file", str(key_file), "--replace", url=target
     )
@@ -441,7 +483,7 @@ def test_REL_13_an_older_backup_is_upgraded_after_loading(
 def test_postgresql_sequences_continue_after_the_restored_rows(databases: Any) -> None:
     """Serial and identity columns get their sequences set past the largest value loaded
     (identity's own tables have none today; a future one must not collide)."""
-    from identity.backup.service import reset_sequences
+    from identity.backup.restoring import reset_sequences
 
     engine = create_engine(databases("postgresql"))
     with engine.begin() as connection:
