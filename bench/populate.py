@@ -391,15 +391,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> None:
+    import psycopg
+
     args = parse_args(argv)
-    counts = fill(
-        args.database_url,
-        users=args.users,
-        grants=args.grants,
-        revocations=args.revocations,
-        clients=args.clients,
-        seed=args.seed,
-    )
+    try:
+        counts = fill(
+            args.database_url,
+            users=args.users,
+            grants=args.grants,
+            revocations=args.revocations,
+            clients=args.clients,
+            seed=args.seed,
+        )
+    except psycopg.OperationalError as error:
+        fail(f"cannot use the database: {str(error).strip()}")
     print(
         f"populate: {counts.clients:,} clients, {counts.users:,} users, {counts.grants:,}"
         f" grants, {counts.revocations:,} revocations in {counts.seconds:.0f} s"

@@ -725,6 +725,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} cannot be negative")
     if args.populated and args.signin_pool < 3:  # noqa: PLR2004 - check, warm-up, run
         parser.error("--signin-pool must be at least 3")
+    if args.populated and args.populate_users < args.signin_pool:
+        parser.error("--populate-users must be at least --signin-pool (each signs in once)")
     if args.rss_requests and not Path("/proc/self/status").exists():
         parser.error("the memory run reads /proc (Linux); pass --rss-requests 0 elsewhere")
     return args
