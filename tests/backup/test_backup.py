@@ -72,13 +72,13 @@ def databases(tmp_path: Path) -> Iterator[Callable[..., str]]:
         return url
 
     yield make
-    engine = _admin_engine()
-    with engine.connect() as connection:
-        for url in made:
-            if url.startswith("postgresql"):
-                database = make_url(url).database
+    servers = [make_url(url).database for url in made if url.startswith("postgresql")]
+    if servers:
+        engine = _admin_engine()
+        with engine.connect() as connection:
+            for database in servers:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    engine.dispose()
+        engine.dispose()
 
 
 @pytest.fixture
