@@ -192,3 +192,65 @@ def test_values_that_do_not_fit_their_kind_are_refused(kind: str, value: object)
 
     with pytest.raises(BadValue):
         decode(kind, value)
+
+
+def _contents(*lines: object) -> list[bytes]:
+    import json
+
+    return [b"".join(json.dumps(line).encode() + b"\n" for line in lines)]
+
+
+HEADER = {
+    "format": "identity-backup",
+    "version": 1,
+    "revision": "0008",
+    "created_at": "2026-11-30T12:00:00+00:00",
+    "source": "sqlite",
+    "tables": [["users", 1]],
+}
+TABLE = {"table": "users", "columns": [["id", "uuid"], ["email", "text"]], "rows": 1}
+ROW = ["12345678-1234-5678-1234-567812345678", "a@example.org"]
+END = {"end": True, "rows": 1}
+
+
+@pytest.mark.parametrize(
+    ("pieces", "message"),
+    [
+        ([], "end before the header"),
+        (_contents({"format": "zip"}), "not an identity backup"),
+        (_contents({**HEADER, "version": 2}), "version 2 cannot be read"),
+        (_contents({**HEADER, "tables": 5}), "header is incomplete"),
+        (_contents(HEADER), "end before table users"),
+        (_contents(HEADER, {**TABLE, "table": "clients"}), "does not hold table users where"),
+        (_contents(HEADER, {"table": "users"}), "description of table users is incomplete"),
+        (_contents(HEADER, {**TABLE, "columns": [["id", "float"]]}), "unknown kinds: float"),
+        (_contents(HEADER, TABLE), "end before row 1 of table users"),
+        (_contents(HEADER, TABLE, ROW[:1]), "row 1 of table users does not have the table's 2"),
+        (_contents(HEADER, TABLE, ["x", "a"]), "row 1 of table users: column id"),
+        (_contents(HEADER, TABLE, ROW), "end before its end"),
+        (_contents(HEADER, TABLE, ROW, {"end": True, "rows": 2}), "end does not match"),
+        (_contents(HEADER, TABLE, ROW, END, END), "contents after its end"),
+        ([_contents(HEADER, TABLE, ROW, END)[0] + b"{"], "in the middle of a line"),
+        ([b"{not json\n"], "not readable at the header"),
+    ],
+)
+def test_contents_that_do_not_match_their_header_are_refused(
+    pieces: list[bytes], message: str
+) -> None:
+    """Beyond what the encryption proves: the contents are what their header promises."""
+    from identity.backup.contents import entries
+
+    with pytest.raises(BackupError, match=message):
+        list(entries(iter(pieces)))
+
+
+def test_contents_as_promised_read_as_rows() -> None:
+    from identity.backup.contents import Header, TableInfo, entries
+
+    found = list(entries(iter(_contents(HEADER, TABLE, ROW, END))))
+    assert isinstance(found[0], Header) and found[0].rows == 1
+    assert isinstance(found[1], TableInfo) and found[1].columns == [
+        ("id", "uuid"),
+        ("email", "text"),
+    ]
+    assert found[2] == {"id": uuid.UUID(ROW[0]), "email": "a@example.org"}
