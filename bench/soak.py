@@ -41,8 +41,9 @@ import run as bench
 import soak_checks
 from soak_checks import RECOVERY
 from soak_faults import PostgresCluster, RedisServer, SoakError, children, rss_mib
+from soak_model import SCOPE, Client, Context
 from soak_report import Fault, buckets, chart, table
-from soak_traffic import SCOPE, Client, Context, Traffic
+from soak_traffic import Traffic
 
 REDIRECT = "https://rp.example.org/cb"
 WORKERS = 2
@@ -290,6 +291,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=12, help="load generator threads (12)")
     parser.add_argument("--users", type=int, default=8, help="users signing in (8)")
+    parser.add_argument(
+        "--same-user-at-once",
+        action="store_true",
+        help="let one user run several code flows at once (reproduces the consent race)",
+    )
     parser.add_argument("--chart", type=Path, help="PNG to write (default: in the soak folder)")
     parser.add_argument("--report", type=Path, help="markdown file to write the report to")
     parser.add_argument("--keep", action="store_true", help="keep the soak folder (logs, data)")
@@ -319,6 +325,7 @@ def main(argv: list[str]) -> int:
             progress("two servers ready")
             clock = Clock()
             traffic = Traffic(ctx, clock)
+            traffic.same_user_at_once = args.same_user_at_once
             soak_checks.warm_up(traffic)
             progress("warmed up")
             peak = measure_peak(args, traffic)

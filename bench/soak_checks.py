@@ -19,8 +19,9 @@ from typing import Any
 
 import psycopg
 from soak_faults import PostgresCluster, SoakError
+from soak_model import Failed, Family, Sample
 from soak_report import Fault
-from soak_traffic import Failed, Family, Sample, Traffic
+from soak_traffic import Traffic
 
 RECOVERY = 5.0  # seconds after PostgreSQL or Redis is back by which every error must end
 KILL_SLACK = 1.0  # requests sent this soon after the kill may still meet the dead worker

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from soak_traffic import Sample
+from soak_model import Sample
 
 BUCKET = 5.0  # seconds
 

@@ -18,114 +18,33 @@ a database restart) may or may not have happened, so its family leaves the ledge
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import random
-import re
 import secrets
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from html import unescape
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
+from soak_model import (
+    REDIRECT_URI,
+    SCOPE,
+    Client,
+    Context,
+    Failed,
+    Family,
+    Ledger,
+    Sample,
+    authorization_request,
+    hidden,
+)
 
-REDIRECT_URI = "https://rp.example.org/cb"
-SCOPE = "openid profile email offline_access"
 TIMEOUT = 15.0
 DYNAMIC_SHARE = 0.5  # of code flows, once clients have registered dynamically
 WEIGHTS = {"flow": 10, "refresh": 25, "introspect": 20, "userinfo": 20, "client_credentials": 25}
-
-
-def basic(client_id: str, secret: str) -> str:
-    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
-
-
-@dataclass
-class Sample:
-    start: float  # seconds since the soak's clock started
-    end: float
-    op: str  # the request: "token:refresh", "sign-in", "userinfo", ...
-    server: int
-    status: int  # 0: no answer (connection refused or reset, timeout)
-    ok: bool
-
-
-@dataclass
-class Client:
-    client_id: str
-    secret: str
-
-    @property
-    def auth(self) -> str:
-        return basic(self.client_id, self.secret)
-
-
-@dataclass
-class Family:
-    client: Client
-    token: str  # the newest refresh token the server handed out
-    rotations: int = 0
-
-
-@dataclass
-class Ledger:
-    """Writes the servers acknowledged with a success answer."""
-
-    families: list[Family] = field(default_factory=list)
-    uncertain: int = 0  # families dropped: a rotation got no answer, so its outcome is unknown
-    consents: set[tuple[str, str]] = field(default_factory=set)  # (user email, client_id)
-    registered: list[Client] = field(default_factory=list)
-
-
-@dataclass
-class Context:
-    servers: list[str]  # base URLs; the issuer is the first one's
-    users: list[tuple[str, str]]  # (email, password)
-    web: Client  # confidential code-flow client that asks for consent
-    service: Client  # client_credentials
-    resource: Client  # resource server (introspection)
-    dcr_token: str
-
-
-class Failed(Exception):
-    """A step of an operation did not succeed; its sample is already recorded."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def _hidden(html: str, name: str) -> str:
-    match = re.search(rf'name="{name}" type="hidden" value="([^"]*)"', html)
-    if not match:
-        raise Failed(f"no hidden field {name}")
-    return unescape(match.group(1))
-
-
-def authorization_request(client: Client) -> tuple[str, str, str]:
-    """The query string of a code flow's authorization request, its PKCE verifier and state."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    state = secrets.token_urlsafe(12)
-    query = urlencode(
-        {
-            "response_type": "code",
-            "client_id": client.client_id,
-            "redirect_uri": REDIRECT_URI,
-            "scope": SCOPE,
-            "state": state,
-            "nonce": secrets.token_urlsafe(12),
-            "code_challenge": challenge.rstrip(b"=").decode(),
-            "code_challenge_method": "S256",
-        }
-    )
-    return query, verifier, state
 
 
 class Traffic:
@@ -138,6 +57,7 @@ class Traffic:
         self.lock = threading.Lock()
         self.idle: deque[Family] = deque()  # families no thread is rotating right now
         self.idle_users = deque(ctx.users)  # users not in a flow right now
+        self.same_user_at_once = False
         self.access_tokens: deque[str] = deque(maxlen=200)
         self.random = random.Random(seed)  # noqa: S311 - picks operations, not secrets
         self.local = threading.local()
@@ -203,6 +123,11 @@ class Traffic:
         """A user not busy in another flow signs in to a client: a person uses one browser
         at a time. (Two concurrent first consents of one user to one client meet a race
         in identity: see the soak section of docs/operations.md.)"""
+        if self.same_user_at_once:  # reproduces that race
+            self.sign_in_flow(
+                client or self.pick_flow_client(), *self.random.choice(self.ctx.users)
+            )
+            return
         with self.lock:
             if not self.idle_users:
                 return
@@ -245,8 +170,8 @@ class Traffic:
                 html = response.text
                 if 'action="/sign-in"' in html:
                     form = {
-                        "csrf_token": _hidden(html, "csrf_token"),
-                        "next": _hidden(html, "next"),
+                        "csrf_token": hidden(html, "csrf_token"),
+                        "next": hidden(html, "next"),
                         "email": email,
                         "password": password,
                     }
@@ -261,8 +186,8 @@ class Traffic:
                     )
                 elif 'action="/authorize/consent"' in html:
                     form = {
-                        "csrf_token": _hidden(html, "csrf_token"),
-                        "request_id": _hidden(html, "request_id"),
+                        "csrf_token": hidden(html, "csrf_token"),
+                        "request_id": hidden(html, "request_id"),
                         "decision": "allow",
                     }
                     response = self.request(
