@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -214,14 +215,21 @@ class Monitor:
         return threads
 
 
+def workers_started(server: bench.Server) -> int:
+    """How many workers granian has started so far (one log line each)."""
+    return len(re.findall(r'"msg": "Started worker-\d+"', server.log.read_text(errors="replace")))
+
+
 def kill_worker(server: bench.Server, clock: Clock) -> Fault:
+    """SIGKILL one worker; the fault lasts until granian has started its replacement."""
     victim = children(server.process.pid)[0]
+    started = workers_started(server)
     start = clock()
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + 60
     while True:
         now = children(server.process.pid)
-        if victim not in now and len(now) >= WORKERS:
+        if victim not in now and len(now) >= WORKERS and workers_started(server) > started:
             return Fault("kill -9 worker", start, clock(), f"worker {victim} of server 1")
         if time.monotonic() > deadline:
             return Fault("kill -9 worker", start, clock(), "no replacement within 60 s")
