@@ -1,17 +1,27 @@
 """Change notifications: how every process and host learns at once that a cache is stale.
 
-Whatever changes what a cache holds (signing keys, clients) calls ``publish(session, topic)``
-in its own transaction: it bumps the topic's row in ``change_generations`` and, on
-PostgreSQL, sends ``NOTIFY identity_changes`` (delivered when, and only if, the transaction
-commits). In each serving worker a ``ChangeListener`` thread keeps ``ChangeFeed`` current:
-on PostgreSQL it waits on ``LISTEN`` and re-reads the generations when notified and at
-least every ``HEARTBEAT`` seconds; on SQLite (one host) it reads them every
-``SQLITE_POLL`` seconds.
+Two kinds of news travel on one channel:
 
-A cache compares the generation it loaded with the feed's. The feed counts as ``fresh``
-only while its listener has read the table within ``STALE_AFTER`` seconds; otherwise (no
-listener, as in commands and tests, or a lost connection) a cache must not trust itself for
-longer than ``FALLBACK_TTL``: a lost notification never keeps a retired key alive for long.
+* **Topics** (signing keys, clients, the policy): whatever changes one calls
+  ``publish(session, topic)`` in its own transaction, which bumps the topic's row in
+  ``change_generations``. A cache compares the generation it loaded with the feed's.
+* **Messages** naming one thing (``rev <key>``: a token revocation; ``user <id>``: a user's
+  state or claims): ``notify(session, message)``. Subscribers (``identity.revocation_state``,
+  the UserInfo profiles) re-read that one row from the database, so a message is only ever
+  a hint: one whose change was rolled back changes nothing.
+
+The channel is PostgreSQL's ``NOTIFY identity_changes`` (sent in the transaction, delivered
+when, and only if, it commits) or, when ``change_channel_url`` names one, Redis pub/sub
+(published just after the commit, ``ChangeFeed.committed``). The process that commits applies
+its own messages at once, before its next request can ask. ``identity.change_listener`` runs
+the thread that keeps a worker's feed current.
+
+The feed counts as ``fresh`` only while its listener has confirmed the channel and read the
+generations within ``STALE_AFTER`` seconds; otherwise (no listener, as in commands and tests,
+a lost connection, a stalled thread) caches must not trust themselves for longer than
+``FALLBACK_TTL``, and the revocation state is not used at all: every check reads the
+database until the listener has resynchronised. A lost notification never keeps a revoked
+token or a retired key alive.
 """
 
 from __future__ import annotations
@@ -19,15 +29,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
-from sqlalchemy import text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from identity.database import upsert
 from identity.models.base import utcnow
 from identity.models.change import ChangeGeneration
+from identity.models.user import User
 
 log = logging.getLogger("identity.changes")
 
@@ -35,11 +47,33 @@ CHANNEL = "identity_changes"
 KEYS = "keys"
 CLIENTS = "clients"
 RBAC = "rbac"
-HEARTBEAT = 1.0
+HEARTBEAT = 1.0  # the listener confirms the channel at least this often
 SQLITE_POLL = 0.25
-STALE_AFTER = 3.0
+STALE_AFTER = 2.0  # two heartbeats missed: stop trusting what the channel says
 FALLBACK_TTL = 1.0
 RECONNECT_DELAY = 1.0
+MAX_MESSAGE = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
+
+# The keys in ``Session.info`` of what its transaction changed: topics (``PUBLISHED``,
+# applied to this process's feed by the unit of work) and messages (``MESSAGES``).
+PUBLISHED = "identity.changes.published"
+MESSAGES = "identity.changes.messages"
+
+# A DB-API query: SQL with %s placeholders (psycopg) and its parameters, to rows.
+Read = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+
+class Subscriber(Protocol):
+    """What a per-process state needs from the feed's listener."""
+
+    def resync(self, read: Read) -> None:
+        """Load everything: at start and after any gap in the channel."""
+
+    def receive(self, messages: list[str], read: Read) -> None:
+        """Messages from any process (this one's included): re-read what they name."""
+
+    def tick(self, read: Read) -> None:
+        """Every heartbeat: catch up on what a lost message could have missed."""
 
 
 def publish(session: Session, topic: str) -> None:
@@ -54,14 +88,40 @@ def publish(session: Session, topic: str) -> None:
         index=["topic"],
         update={"generation": ChangeGeneration.generation + 1, "changed_at": utcnow()},
     )
+    notify(session, topic)
+
+
+def notify(session: Session, message: str) -> None:
+    """Send ``message`` to every process once this transaction commits."""
+    session.info.setdefault(MESSAGES, []).append(message)
     if session.get_bind().dialect.name == "postgresql":
+        # Delivered at the commit, never if this transaction (or the savepoint) is undone.
         session.execute(
-            text("SELECT pg_notify(:channel, :topic)"), {"channel": CHANNEL, "topic": topic}
+            text("SELECT pg_notify(:channel, :message)"), {"channel": CHANNEL, "message": message}
         )
 
 
-# The key in ``Session.info`` of the topics its transaction changed.
-PUBLISHED = "identity.changes.published"
+# What a user's message announces: whether the account may hold tokens, and its claims.
+USER_STATE = ("email", "name", "email_verified_at", "updated_at", "disabled_at")
+
+
+def watch_users(sessions: scoped_session[Any]) -> None:
+    """Send ``user <id>`` whenever a flush of ``sessions`` changes a user's state or claims,
+    or deletes the user, whichever code path did it."""
+    if not event.contains(sessions, "after_flush", _users_flushed):
+        event.listen(sessions, "after_flush", _users_flushed)
+
+
+def _users_flushed(session: Session, context: Any) -> None:
+    changed = [
+        user
+        for user in session.dirty
+        if isinstance(user, User)
+        and any(inspect(user).attrs[name].history.has_changes() for name in USER_STATE)
+    ]
+    changed += [user for user in session.deleted if isinstance(user, User)]
+    for user in changed:
+        notify(session, f"user {user.id}")
 
 
 def read_generations(engine: Engine) -> dict[str, int]:
@@ -69,25 +129,57 @@ def read_generations(engine: Engine) -> dict[str, int]:
     begin IMMEDIATE, and a poll several times a second must not take the write lock."""
     connection = engine.raw_connection()
     try:
-        return _generations_on(connection)
+        return generations_on(connection)
     finally:
         connection.close()
 
 
+def generations_on(connection: Any) -> dict[str, int]:
+    cursor = connection.cursor()
+    try:
+        cursor.execute("SELECT topic, generation FROM change_generations")
+        return {topic: int(generation) for topic, generation in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+def reader(connection: Any) -> Read:
+    """A ``Read`` over one DB-API connection."""
+
+    def read(sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    return read
+
+
 class ChangeFeed:
-    """This process's view of the generations; one per app, shared by its caches."""
+    """This process's view of the channel; one per app, shared by its caches."""
 
     def __init__(self) -> None:
         self._generations: dict[str, int] = {}
         self._synced_at = float("-inf")
         self._local = 0
+        self.subscribers: list[Subscriber] = []
+        # Set by the listener when it starts (serving workers only): where this process's
+        # own messages are re-read at the commit, and where they are published.
+        self.engine: Engine | None = None
+        self.publisher: Callable[[str], None] | None = None
+        self.lock = threading.Lock()  # subscribers' updates: the listener and committers
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self.subscribers.append(subscriber)
 
     def generation(self, topic: str) -> int:
         return self._generations.get(topic, 0)
 
     @property
     def fresh(self) -> bool:
-        """Whether a listener has confirmed the generations lately."""
+        """Whether a listener has confirmed the channel lately."""
         return time.monotonic() - self._synced_at < STALE_AFTER
 
     def ttl(self, trusted: float) -> float:
@@ -105,60 +197,55 @@ class ChangeFeed:
         self._generations = generations  # replaced whole: readers never see half an update
         self._synced_at = time.monotonic()
 
+    def lost(self) -> None:
+        """The channel broke: stop trusting it now rather than after ``STALE_AFTER``."""
+        self._synced_at = float("-inf")
 
-class ChangeListener:
-    """The thread that keeps a ChangeFeed current (one per serving worker)."""
-
-    def __init__(self, feed: ChangeFeed, engine: Engine) -> None:
-        self.feed = feed
-        self.engine = engine
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="identity-changes", daemon=True)
-
-    def start(self) -> ChangeListener:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def committed(self, messages: list[str]) -> None:
+        """A transaction of this process committed with ``messages``: publish them (Redis)
+        and apply them here before this process answers anything else."""
+        if self.publisher is not None:
             try:
-                if self.engine.dialect.name == "postgresql":
-                    self._listen()
-                else:
-                    self._poll()
-            except Exception as error:  # noqa: BLE001 - connection lost: feed goes stale, retry
+                for batch in batches(messages):
+                    self.publisher(batch)
+            except Exception as error:  # noqa: BLE001 - committed already; others catch up
+                # The other processes' listeners read recent revocations every heartbeat.
                 log.warning(
-                    "change listener disconnected",
-                    extra={"event": "changes.disconnected", "error": type(error).__name__},
+                    "change not published",
+                    extra={"event": "changes.publish_failed", "error": type(error).__name__},
                 )
-                self._stop.wait(RECONNECT_DELAY)
+        if self.engine is not None and self.subscribers:
+            connection = self.engine.raw_connection()
+            try:
+                self.dispatch(messages, reader(connection))
+            finally:
+                connection.close()
 
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            self.feed.update(read_generations(self.engine))
-            self._stop.wait(SQLITE_POLL)
+    def dispatch(self, messages: list[str], read: Read) -> None:
+        with self.lock:
+            for subscriber in self.subscribers:
+                subscriber.receive(messages, read)
 
-    def _listen(self) -> None:
-        import psycopg  # noqa: PLC0415 - only with PostgreSQL; an SQLite install may lack it
+    def resync(self, read: Read) -> None:
+        with self.lock:
+            for subscriber in self.subscribers:
+                subscriber.resync(read)
 
-        url = self.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as connection:
-            connection.execute(f"LISTEN {CHANNEL}")
-            while not self._stop.is_set():
-                # Read after LISTEN, so no change can fall between the read and the wait.
-                self.feed.update(_generations_on(connection))
-                for _ in connection.notifies(timeout=HEARTBEAT, stop_after=1):
-                    pass
+    def tick(self, read: Read) -> None:
+        with self.lock:
+            for subscriber in self.subscribers:
+                subscriber.tick(read)
 
 
-def _generations_on(connection: Any) -> dict[str, int]:
-    cursor = connection.cursor()
-    try:
-        cursor.execute("SELECT topic, generation FROM change_generations")
-        return {topic: int(generation) for topic, generation in cursor.fetchall()}
-    finally:
-        cursor.close()
+def batches(messages: list[str]) -> list[str]:
+    """Messages joined by newlines into payloads that fit one notification."""
+    out: list[str] = []
+    current = ""
+    for message in messages:
+        if current and len(current) + 1 + len(message) > MAX_MESSAGE:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{message}" if current else message
+    if current:
+        out.append(current)
+    return out

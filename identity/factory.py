@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from inspect import iscoroutinefunction
 from typing import Any
 
@@ -19,7 +19,8 @@ from identity.accounts.views import bp as accounts_bp
 from identity.auth.passkeys import Passkeys
 from identity.auth.recovery import RecoveryCodes
 from identity.auth.totp import TotpService
-from identity.changes import ChangeFeed, ChangeListener
+from identity.change_listener import ChangeListener
+from identity.changes import ChangeFeed, watch_users
 from identity.database import configure_sqlite, engine_options, ensure_sqlite_folder
 from identity.deliveries import SWEEP_INTERVAL as DELIVERIES_SWEEP
 from identity.errors import register_error_handlers
@@ -43,6 +44,7 @@ from identity.oauth.consents import views as consents_views
 from identity.oauth.device import grant as device_grant
 from identity.oauth.device import views as device_views
 from identity.oauth.keys import KeyCipher, KeyStore
+from identity.oauth.profiles import ProfileCache
 from identity.oauth.security_events import SecurityEventSender
 from identity.oauth.token import endpoints, grants
 from identity.oauth.token import views as token_views
@@ -50,7 +52,10 @@ from identity.oauth.tokens import TokenService
 from identity.passwords import Hasher, PasswordPolicy
 from identity.privacy import jobs as privacy_jobs
 from identity.privacy import retention
+from identity.privacy.erasure import subject_hash
 from identity.rbac.store import SnapshotCache
+from identity.revocation import CLOCK_LEEWAY
+from identity.revocation_state import RevocationState
 from identity.runtime import Runtime, runtime
 from identity.security import (
     setup_input_guard,
@@ -123,6 +128,11 @@ def build_runtime(settings: Settings) -> Runtime:
     keys = KeyStore(KeyCipher(secret_key), feed)
     clients = ClientCache(feed)
     rbac = SnapshotCache(feed)
+    revocations = RevocationState(
+        feed,
+        partial(subject_hash, secret_key),
+        settings.access_token_lifetime + CLOCK_LEEWAY,
+    )
     return Runtime(
         settings=settings,
         secret_key=secret_key,
@@ -138,7 +148,8 @@ def build_runtime(settings: Settings) -> Runtime:
         ),
         keys=keys,
         clients=clients,
-        tokens=TokenService(settings, keys, clients, rbac),
+        tokens=TokenService(settings, keys, clients, rbac, revocations),
+        profiles=ProfileCache(feed, revocations),
         jwks_cache=JwksCache(allow_private=settings.allow_private_jwks_uri),
         changes=feed,
         rbac=rbac,
@@ -240,6 +251,7 @@ def setup_database(app: Flask, settings: Settings) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.sqlalchemy_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
+    watch_users(db.session)  # every process hears of a disabled user or changed claims
     with app.app_context():
         if settings.is_sqlite:
             configure_sqlite(db.engine)
@@ -256,7 +268,7 @@ def start_worker_threads(app: Flask) -> None:
     rt = runtime_of(app)
     with app.app_context():
         engine = db.engine
-    ChangeListener(rt.changes, engine).start()
+    ChangeListener(rt.changes, engine, rt.settings.change_channel_url).start()
 
     def purge_once() -> None:
         grace = timedelta(days=rt.settings.retention_expired_grants_days)

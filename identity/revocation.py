@@ -17,6 +17,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from identity import changes
 from identity.database import upsert
 from identity.models.base import utcnow
 from identity.models.oauth import (
@@ -42,6 +43,8 @@ def remember_revocation(session: Session, key: str, lifetime: int) -> None:
         index=["key"],
         update={"revoked_at": now, "expires_at": expires},
     )
+    # Every process's revocation state (identity.revocation_state) re-reads the key.
+    changes.notify(session, f"rev {key}")
 
 
 def revoke_family(session: Session, family_id: uuid.UUID, access_token_lifetime: int) -> None:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from identity.oauth.clients.authentication import JwksCache
     from identity.oauth.clients.service import ClientCache
     from identity.oauth.keys import KeyStore
+    from identity.oauth.profiles import ProfileCache
     from identity.oauth.tokens import TokenService
     from identity.passwords import Hasher, PasswordPolicy
     from identity.rbac.store import SnapshotCache
@@ -40,6 +41,7 @@ class Runtime:
     keys: KeyStore
     clients: ClientCache
     tokens: TokenService
+    profiles: ProfileCache  # UserInfo's claims, kept as current as the revocations
     jwks_cache: JwksCache  # clients' fetched jwks_uri documents
     changes: ChangeFeed  # kept current by a listener thread in each serving worker
     rbac: SnapshotCache  # the policy snapshot (roles, groups, assignments)

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="Flask-Limiter storage: `memory://` for one process, "
         "`redis://host:6379/0` when several processes or hosts serve together.",
     )
+    change_channel_url: str = Field(
+        "",
+        description="Where instances tell each other of revocations and changed keys, "
+        "clients, users and roles: empty for PostgreSQL's LISTEN/NOTIFY (or polling on "
+        "SQLite), or `redis://host:6379/0` for Redis pub/sub. Every instance must use the "
+        "same channel.",
+    )
     ratelimit_key_prefix: str = Field(
         "identity", description="Prefix of the rate-limit keys in the shared storage."
     )
@@ -375,6 +382,13 @@ class Settings(BaseSettings):
     def _ratelimit_scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "redis://", "rediss://", "redis+sentinel://")):
             raise ValueError("must be memory:// or redis://...")
+        return value
+
+    @field_validator("change_channel_url")
+    @classmethod
+    def _channel_scheme(cls, value: str) -> str:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be empty (the database) or redis://...")
         return value
 
     @model_validator(mode="after")

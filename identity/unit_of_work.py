@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from identity.audit import ORIGIN, Origin
-from identity.changes import PUBLISHED
+from identity.changes import MESSAGES, PUBLISHED
 from identity.extensions import db
 from identity.runtime import runtime
 from identity.security import client_ip
@@ -37,9 +37,30 @@ def _record_origin(session: Session, transaction: SessionTransaction) -> None:
         )
 
 
+def _committed(session: Session) -> None:
+    """A transaction committed (a request's or a command's): its change messages go out
+    on a Redis channel, and this process's own states apply them before it answers.
+    SQLAlchemy calls this for a released savepoint too: that is not a commit yet."""
+    if session.in_nested_transaction():
+        return
+    messages = session.info.pop(MESSAGES, None)
+    if messages:
+        runtime().changes.committed(messages)
+
+
+def _rolled_back(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's keep the rest's
+        session.info.pop(MESSAGES, None)
+
+
 def setup_unit_of_work(app: Flask) -> None:
-    if not event.contains(db.session, "after_transaction_create", _record_origin):
-        event.listen(db.session, "after_transaction_create", _record_origin)
+    for name, listener in (
+        ("after_transaction_create", _record_origin),
+        ("after_commit", _committed),
+        ("after_rollback", _rolled_back),
+    ):
+        if not event.contains(db.session, name, listener):
+            event.listen(db.session, name, listener)
 
     @app.after_request
     def _commit(response: Response) -> Response:

@@ -10,8 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from identity.auth.methods import ACRS
 from identity.errors import NO_STORE, json_error, machine_facing
-from identity.extensions import csrf, db, lazy_session
-from identity.models.user import User
+from identity.extensions import csrf, lazy_session
 from identity.oauth.authorization_server import endpoint_urls
 from identity.oauth.clients.authentication import ASSERTION_ALGORITHMS, REQUEST_OBJECT_ALGORITHMS
 from identity.oauth.clients.metadata import AUTH_METHODS, GRANT_TYPES
@@ -141,21 +140,25 @@ def userinfo() -> ResponseReturnValue:
         response = _bearer_error(401, "invalid_token", "An access token is required.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="userinfo"'
         return response
-    claims = runtime().tokens.verify_access_token(db.session(), token) if token else None
+    # Both usually answer from memory (identity.revocation_state, identity.oauth.profiles):
+    # a session is opened only if one reads the database.
+    rt = runtime()
+    claims = rt.tokens.verify_access_token(lazy_session(), token)
     if claims is None:
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     scopes = str(claims.get("scope", "")).split()
     if "openid" not in scopes:
         return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
-    user = db.session.get(User, _uuid(claims.get("sub")))
-    if user is None or not user.is_active:
+    user_id = _uuid(claims.get("sub"))
+    user = rt.profiles.get(lazy_session(), user_id) if user_id is not None else None
+    if user is None:  # gone, or disabled since the check (or a client's own token)
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
     # OIDC Core 5.5: individually requested claims, as the access token records them.
     requested = claims.get("userinfo_claims")
-    client = runtime().clients.get(db.session(), str(claims.get("client_id", "")))
+    client = rt.clients.get(lazy_session(), str(claims.get("client_id", "")))
     if client is None:  # deleted since verify_access_token looked
         return _bearer_error(401, "invalid_token", "The access token is invalid or expired.")
-    access = runtime().tokens.subject_access(db.session(), "user", user.id, client)
+    access = rt.tokens.subject_access(lazy_session(), "user", user.id, client)
     response = jsonify(
         released_claims(
             user,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
-from typing import Any
-
-from identity.models.user import User
+from datetime import datetime
+from typing import Any, Protocol
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "openid": "Sign you in with your identity account",
@@ -58,7 +58,22 @@ def permitted_claims_request(
     }
 
 
-def user_claims(user: User, access: dict[str, list[str]] | None = None) -> dict[str, Any]:
+class Claimant(Protocol):
+    """What claims are made of: a ``User``, or its cached ``identity.oauth.profiles.Profile``."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def is_verified(self) -> bool: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def user_claims(user: Claimant, access: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Every claim the server knows about a user; scopes choose among them. ``access`` is
     the user's ``roles`` and ``permissions`` for the client asking (identity.rbac)."""
     claims: dict[str, Any] = {
@@ -75,7 +90,7 @@ def user_claims(user: User, access: dict[str, list[str]] | None = None) -> dict[
 
 
 def released_claims(
-    user: User,
+    user: Claimant,
     scopes: list[str],
     requested: dict[str, Any] | None = None,
     client_scopes: Iterable[str] = (),

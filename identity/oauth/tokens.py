@@ -6,7 +6,8 @@
   client's registered ``id_token_signed_response_alg``.
 * Refresh tokens are opaque, stored as SHA-256 hashes, and rotate within a family.
 * Revocation of JWT access tokens is remembered in ``token_revocations`` until they expire;
-  checking a token is a signature check plus one indexed look-up.
+  checking a token is a signature check plus a look-up in this process's revocation state
+  (identity.revocation_state), or one indexed read while that state is not current.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from identity.rbac.permissions import Permission
 from identity.rbac.policy import PrincipalKind, Snapshot, check, holds_any
 from identity.rbac.store import SnapshotCache
 from identity.revocation import CLOCK_LEEWAY
+from identity.revocation_state import RevocationState, is_revoked_by, revocation_keys
 from identity.settings import Settings
 
 # Tokens larger than this are refused before any parsing (TOK-06, Authlib CVE-2025-61920).
@@ -88,13 +89,19 @@ def authentication_claims(ctx: GrantContext) -> dict[str, Any]:
 
 class TokenService:
     def __init__(
-        self, settings: Settings, keys: KeyStore, clients: ClientCache, rbac: SnapshotCache
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        clients: ClientCache,
+        rbac: SnapshotCache,
+        revocations: RevocationState | None = None,
     ) -> None:
         self.settings = settings
         self.issuer = settings.issuer
         self.keys = keys
         self.clients = clients
         self.rbac = rbac
+        self.revocations = revocations if revocations is not None else RevocationState(clients.feed)
 
     # Issuing -------------------------------------------------------------------------
 
@@ -357,6 +364,9 @@ class TokenService:
                 user_id = uuid.UUID(str(claims.get("sub")))
             except ValueError:
                 return None
+        if self.revocations.current:
+            # In memory, kept current by the change channel (identity.revocation_state).
+            return None if self.revocations.ends(claims, user_id) else claims
         params = {**_revocation_params(claims), "user_id": user_id}
         if self.settings.is_sqlite:
             rows = session.execute(_TOKEN_STATE, params).all()
@@ -372,15 +382,6 @@ class TokenService:
 
 
 # Revocation ----------------------------------------------------------------------------
-
-
-def revocation_keys(claims: dict[str, Any]) -> list[str]:
-    keys = [f"jti:{claims['jti']}"]
-    if claims.get("gid"):
-        keys.append(f"gid:{claims['gid']}")
-    if claims.get("sub") and claims.get("client_id") != claims.get("sub"):
-        keys.append(f"sub:{claims['sub']}")
-    return keys
 
 
 def _revocation_params(claims: dict[str, Any]) -> dict[str, str]:
@@ -402,14 +403,3 @@ _TOKEN_STATE: CompoundSelect = union_all(
         User.id == bindparam("user_id", type_=Uuid)
     ),
 )
-
-
-def is_revoked_by(claims: dict[str, Any], rows: Sequence[Any]) -> bool:
-    """Whether these token_revocations rows (key, revoked_at) cover the token."""
-    for key, revoked_at in rows:
-        if not key.startswith("sub:"):
-            return True
-        # A user-wide revocation covers the tokens issued before it.
-        if claims["iat"] <= revoked_at.timestamp():
-            return True
-    return False

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from identity import changes
+from identity.change_listener import ChangeListener
 
 
 def publish_and_commit(app: Any, topic: str) -> None:
@@ -48,7 +49,7 @@ def test_listener_hears_a_change_without_waiting_for_its_heartbeat(app, monkeypa
     feed = changes.ChangeFeed()
     assert not feed.fresh
     with app.app_context():
-        listener = changes.ChangeListener(feed, db.engine).start()
+        listener = ChangeListener(feed, db.engine).start()
     try:
         deadline = time.monotonic() + 5
         while not feed.fresh:
