@@ -27,9 +27,9 @@ from werkzeug.datastructures import MultiDict
 
 from identity.auth.methods import ACRS, satisfies
 from identity.auth.service import Factors
-from identity.database import rowcount
+from identity.database import dialect_insert, rowcount
 from identity.extensions import db
-from identity.models.base import utcnow
+from identity.models.base import new_uuid, utcnow
 from identity.models.oauth import Consent, PendingAuthorization
 from identity.models.session import LoginSession
 from identity.models.user import User
@@ -451,13 +451,32 @@ def requested_claims(authz: Authorization) -> set[str]:
 
 
 def remember_consent(session: Session, user: User, client: Any, scopes: list[str]) -> None:
+    """Add ``scopes`` to what the user granted the client. Race-free: two first consents
+    at once (a double-submitted form, two tabs) both reading "none" and both inserting
+    failed on the unique (user, client) constraint. Insert-if-missing, then lock the row
+    and merge: the second waits for the first and adds its scopes to the first's."""
+    now = utcnow()
+    session.execute(
+        dialect_insert(session, Consent)
+        .values(
+            id=new_uuid(),
+            user_id=user.id,
+            client_pk=client.pk,
+            scopes=sorted(set(scopes)),
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "client_pk"])
+    )
     row = session.execute(
-        select(Consent).where(Consent.user_id == user.id, Consent.client_pk == client.pk)
-    ).scalar_one_or_none()
-    if row is None:
-        session.add(Consent(user_id=user.id, client_pk=client.pk, scopes=sorted(set(scopes))))
-    else:
-        row.scopes = sorted(set(row.scopes) | set(scopes))
+        select(Consent)
+        .where(Consent.user_id == user.id, Consent.client_pk == client.pk)
+        .with_for_update(of=Consent)  # not its client, joined in on the nullable side
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    merged = sorted(set(row.scopes) | set(scopes))
+    if merged != row.scopes:
+        row.scopes = merged
 
 
 # Pending requests ---------------------------------------------------------------------
