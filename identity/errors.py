@@ -61,6 +61,7 @@ __all__ = [
     "problem_response",
     "register_error_handlers",
     "store_unavailable",
+    "store_unavailable_response",
     "wants_json",
 ]
 
@@ -195,7 +196,15 @@ def error_response(
         return json_error(status, code, message)
     request_id = g.get("request_id")
     template = f"errors/{status}.html" if status in PAGES else "errors/generic.html"
-    html = render_template(template, status=status, message=message, request_id=request_id)
+    context: dict[str, Any] = {}
+    if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        # A store is down and the session was rolled back, which expired the signed-in
+        # User: reading its email for the page header would reload it from the database
+        # that may be what failed, and turn this page into a 500. The 503 page names no one.
+        context["current_user"] = None
+    html = render_template(
+        template, status=status, message=message, request_id=request_id, **context
+    )
     response = make_response(html)
     response.status_code = status
     return response
@@ -212,6 +221,20 @@ def store_unavailable(error: OperationalError) -> bool:
     if type(orig).__module__.startswith("psycopg"):
         return True  # psycopg reports SQL mistakes as ProgrammingError, not OperationalError
     return any(word in str(orig).lower() for word in _SQLITE_UNAVAILABLE)
+
+
+def store_unavailable_response(error: Exception) -> Response:
+    """The answer while the database or the rate-limit store is down: a 503 that says "try
+    again", never a 500 or a fallback that allows (REL-02, LOG-05). An outage is expected
+    operation, not a bug: one warning line, no traceback, nothing about the request's user."""
+    store = (
+        "rate_limit" if isinstance(error, RedisConnectionError | RedisTimeoutError) else "database"
+    )
+    log.warning(
+        "store unavailable",
+        extra={"event": "error.store_unavailable", "store": store, "error": type(error).__name__},
+    )
+    return error_response(503, ServiceUnavailable.code, ServiceUnavailable.message)
 
 
 def register_error_handlers(app: Flask, rollback: Callable[[], None]) -> None:
@@ -255,16 +278,10 @@ def register_error_handlers(app: Flask, rollback: Callable[[], None]) -> None:
     @app.errorhandler(RedisConnectionError)
     @app.errorhandler(RedisTimeoutError)
     def _store_unavailable(error: Exception) -> ResponseReturnValue:
-        # The database (or the rate-limit store) is down: fail closed with a 503 that
-        # says "try again", never a 500 or a fallback that allows (REL-02, LOG-05).
         if isinstance(error, OperationalError) and not store_unavailable(error):
             return _unexpected(error)  # SQLite reports bugs ("no such table") this way too
-        log.error(
-            "store unavailable",
-            extra={"event": "error.store_unavailable", "error": type(error).__name__},
-        )
         undo()
-        return error_response(503, ServiceUnavailable.code, ServiceUnavailable.message)
+        return store_unavailable_response(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> ResponseReturnValue:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.orm import Session
 
+from identity.errors import store_unavailable_response
 from identity.models.base import Base
 from identity.security import client_ip
 
@@ -61,7 +65,8 @@ def init_limiter(app: Flask) -> None:
     so the search can only ever find nothing, at about 60 µs of CPU per request, a third
     of a JWKS request (bench/cpu.py, docs/performance.md). Through Flask's public hook
     registries, the before-request and teardown hooks init_app added are dropped, and its
-    after-request hooks run for the views marked limited only. Adding an application-wide,
+    after-request hooks run for the views marked limited only, for answers below 500, and
+    a limit store lost after the check answers 503 from them too. Adding an application-wide,
     default or blueprint limit means revisiting this (test_rate_limits covers the rest)."""
     before = list(app.before_request_funcs.get(None, ()))
     after = list(app.after_request_funcs.get(None, ()))
@@ -76,7 +81,21 @@ def init_limiter(app: Flask) -> None:
             if not limited:
                 views = app.view_functions.items()
                 limited.append(frozenset(name for name, view in views if is_rate_limited(view)))
-            return hook(response) if request.endpoint in limited[0] else response
+            if (
+                request.endpoint not in limited[0]
+                or response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR
+            ):
+                # A 5xx kept nothing (the unit of work rolled it back), so there is nothing
+                # to count; and after the check's own 503 (the limit store is down) asking
+                # the store again would only fail again, or wait out its socket timeout.
+                return response
+            try:
+                return hook(response)
+            except (RedisConnectionError, RedisTimeoutError) as error:
+                # The store went away after the check let the request in, so what the view
+                # did cannot be counted: fail closed as the check does (LOG-05), with the
+                # same one warning line, not an exception for Flask to log twice.
+                return store_unavailable_response(error)
 
         return run
 
