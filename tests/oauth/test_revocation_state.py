@@ -190,7 +190,7 @@ def test_a_revocation_rolled_back_revokes_nothing(app, tokens, listening, no_dat
 
 
 @both_channels
-def test_a_revocation_another_process_commits_arrives_within_a_second(
+def test_TOK_19_a_revocation_another_process_commits_arrives_within_a_second(
     app, tokens, listening, no_database_reads, database_url, channel
 ):
     """Through the channel: NOTIFY in the other process's transaction, or its Redis
@@ -214,7 +214,7 @@ def test_a_revocation_another_process_commits_arrives_within_a_second(
 
 
 @both_channels
-def test_a_lost_message_is_caught_up_within_a_heartbeat_or_two(
+def test_TOK_19_a_lost_message_is_caught_up_within_a_heartbeat_or_two(
     app, tokens, listening, no_database_reads, database_url
 ):
     """A revocation committed with no message at all (a process that died between its
@@ -270,7 +270,7 @@ def test_a_user_disabled_by_a_bare_update_elsewhere_is_refused_on_the_message(
     wait(lambda: check(app, token) is None, "the disabled user", timeout=WITHIN)
 
 
-def test_a_state_its_channel_stopped_confirming_is_not_used(
+def test_TOK_19_a_state_its_channel_stopped_confirming_is_not_used(
     app, tokens, listening, monkeypatch, database_url
 ):
     """No heartbeat within changes.STALE_AFTER (the channel is down, the thread stalled):
@@ -324,7 +324,7 @@ def test_a_channel_that_cannot_be_reached_never_confirms_the_state(app):
     assert not feed.fresh
 
 
-def test_an_erased_user_s_tokens_stay_refused_after_a_reload(
+def test_TOK_19_an_erased_user_s_tokens_stay_refused_after_a_reload(
     app, tokens, listening, no_database_reads
 ):
     """No row names an erased account; the erasure ledger's keyed hash of its id, loaded
