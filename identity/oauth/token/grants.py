@@ -246,6 +246,8 @@ class RefreshTokenView:
     row: RefreshToken
     # Rotated by a concurrent refresh within the grace period: nothing left to claim.
     claimed: bool = False
+    # Loaded with the token (held here, or the session's weak identity map may drop it).
+    user: User | None = None
 
     def check_client(self, client: Any) -> bool:
         return bool(self.row.client_pk == client.pk)
@@ -280,7 +282,14 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshTokenView | None:
         if not isinstance(refresh_token, str) or len(refresh_token) > MAX_TOKEN_LENGTH:
             return None
-        row = db.session.get(RefreshToken, token_hash(refresh_token))
+        # The token and its user in one round trip: authenticate_user then finds the user
+        # in the session's identity map.
+        found = db.session.execute(
+            select(RefreshToken, User)
+            .outerjoin(User, User.id == RefreshToken.user_id)
+            .where(RefreshToken.token_hash == token_hash(refresh_token))
+        ).first()
+        row, user = found if found is not None else (None, None)
         # Authlib's validate_token_request authenticates the client and sets it on the
         # request before it asks for the token, so another client's token is refused here
         # without touching it (BCP-26).
@@ -301,10 +310,10 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
             return None
         if row.rotated_at is not None:
             if now - row.rotated_at < timedelta(seconds=settings.refresh_token_grace_period):
-                return RefreshTokenView(row, claimed=True)  # a concurrent refresh
+                return RefreshTokenView(row, claimed=True, user=user)  # a concurrent refresh
             self._reused(row)
             return None
-        return RefreshTokenView(row)
+        return RefreshTokenView(row, user=user)
 
     def _reused(self, row: RefreshToken) -> None:
         """Reuse of a rotated refresh token: someone holds a copy (BCP-24, 4.14.2)."""
@@ -322,7 +331,9 @@ class RefreshTokenGrant(IssuesTokens, grants.RefreshTokenGrant):  # type: ignore
     def authenticate_user(self, refresh_token: RefreshTokenView) -> User:
         """The request passed every check (scope included): rotate the token now."""
         row = refresh_token.row
-        user = active_user(row.user_id)
+        user = refresh_token.user
+        if user is None or not user.is_active:
+            user = active_user(row.user_id)  # raises: gone or disabled
         if refresh_token.claimed:
             return user
         now = utcnow()
