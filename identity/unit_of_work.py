@@ -12,15 +12,17 @@ Mail queued in the outbox and change notifications go out only when this commit 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http import HTTPStatus
 
 from flask import Flask, Response, g, has_request_context, request
 from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from identity.audit import ORIGIN, Origin
 from identity.changes import MESSAGES, PUBLISHED
+from identity.errors import store_unavailable, store_unavailable_response
 from identity.extensions import db
 from identity.runtime import runtime
 from identity.security import client_ip
@@ -72,7 +74,17 @@ def setup_unit_of_work(app: Flask) -> None:
         elif session.in_transaction() or session.new or session.dirty or session.deleted:
             # A request that touched nothing (a client_credentials token with a cached
             # client) skips the empty transaction the session would start and end.
-            session.commit()
+            try:
+                session.commit()
+            except OperationalError as error:
+                # The database went away between the view and its commit: nothing was
+                # kept, and the client is told to try again (REL-02), in one log line.
+                if not store_unavailable(error):
+                    raise
+                with suppress(OperationalError):
+                    session.rollback()
+                session.info.pop(PUBLISHED, None)
+                return store_unavailable_response(error)
             published = session.info.pop(PUBLISHED, None)
             if published:
                 runtime().changes.changed_here(published)

@@ -148,3 +148,28 @@ def test_REL_09_keys_under_another_secret_give_a_generic_500(app_factory, tmp_pa
     assert response.status_code == 500
     assert "decrypt" not in response.get_data(as_text=True)
     assert response.json["error"] == "server_error"
+
+
+def test_REL_02_a_commit_the_database_refuses_answers_503_in_one_warning(app, signed_in, caplog):
+    """The database goes away between the view and the request's commit: nothing was kept,
+    the answer is 503 (never the view's 200 nor a 500), logged as one warning line."""
+    from sqlalchemy.exc import OperationalError
+
+    from identity.extensions import db
+
+    with app.app_context():
+        dbapi: Any = db.engine.dialect.loaded_dbapi
+
+    def refuse(session: Any) -> None:
+        raise OperationalError("COMMIT", {}, dbapi.OperationalError("disk i/o error"))
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    event.listen(db.session, "before_commit", refuse)
+    try:
+        with caplog.at_level(logging.WARNING):
+            answer = signed_in.get("/account")
+    finally:
+        event.remove(db.session, "before_commit", refuse)
+    assert answer.status_code == 503, answer.status_code
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(getattr(r, "event", "") == "error.store_unavailable" for r in caplog.records)
