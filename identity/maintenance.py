@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from identity.database import rowcount
+from identity.errors import store_unavailable
 from identity.models.base import utcnow
 from identity.models.mfa import PendingAuthentication
 from identity.models.oauth import (
@@ -95,6 +97,16 @@ def start_janitor(
             delay = interval
             try:
                 run_once()
+            except OperationalError as error:
+                if not store_unavailable(error):
+                    log.exception("%s failed", name, extra={"event": f"maintenance.{name}_failed"})
+                    continue
+                # The database is down (a restart, a failover): expected, retried next time.
+                log.warning(
+                    "%s skipped: database unavailable",
+                    name,
+                    extra={"event": f"maintenance.{name}_skipped", "error": type(error).__name__},
+                )
             except Exception:
                 log.exception("%s failed", name, extra={"event": f"maintenance.{name}_failed"})
 

@@ -72,3 +72,31 @@ def test_janitor_runs_the_purge_repeatedly_and_survives_failures():
     thread = start_janitor(0.01, job)
     assert thread is not None and thread.daemon
     assert done.wait(5)
+
+
+def test_a_janitor_run_during_a_database_outage_is_one_warning_without_traceback(caplog):
+    """A restart or failover is expected operation: the run is skipped with one warning
+    line (no traceback) and retried at the next interval; other errors keep theirs."""
+    import logging
+    import sqlite3
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from identity.maintenance import start_janitor
+
+    calls = []
+    done = threading.Event()
+
+    def job():
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk i/o error"))
+        done.set()
+
+    with caplog.at_level(logging.WARNING, logger="identity.maintenance"):
+        start_janitor(0.01, job, name="mail_sweep")
+        assert done.wait(5)
+    [record] = [r for r in caplog.records if r.name == "identity.maintenance"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert record.event == "maintenance.mail_sweep_skipped"
