@@ -115,6 +115,53 @@ def listen(app: Any) -> None:
         time.sleep(0.01)
 
 
+class RoundTrips:
+    """Counts what each request asks of the database: SQL statements, and round trips
+    (the statements plus BEGIN, COMMIT and the pool's pre-ping at check-out)."""
+
+    def __init__(self, app: Any) -> None:
+        from sqlalchemy import event
+
+        from identity import database
+        from identity.extensions import db
+
+        self.statements = self.trips = 0
+        with app.app_context():
+            engine = db.engine
+        options = database.engine_options(app.extensions["identity"].settings)
+        pre_ping = options.get("pool_pre_ping", False)
+
+        def statement(*_args: Any) -> None:
+            self.statements += 1
+            self.trips += 1
+
+        def control(*_args: Any) -> None:
+            self.trips += 1
+
+        event.listen(engine, "before_cursor_execute", statement)
+        event.listen(engine, "begin", control)
+        event.listen(engine, "commit", control)
+        if pre_ping:
+            event.listen(engine.pool, "checkout", control)
+        # Introspection's fallback read runs on a raw autocommit connection, outside the
+        # engine's events: one statement, one round trip.
+        real_read_rows = database.read_rows
+
+        def read_rows(*args: Any, **kwargs: Any) -> Any:
+            statement()
+            return real_read_rows(*args, **kwargs)
+
+        database.read_rows = read_rows  # type: ignore[assignment]
+        import identity.oauth.tokens as tokens_module
+
+        tokens_module.read_rows = read_rows  # type: ignore[assignment]
+
+    def reset(self) -> tuple[int, int]:
+        counts = (self.statements, self.trips)
+        self.statements = self.trips = 0
+        return counts
+
+
 def profile(args: argparse.Namespace, setup: bench.Setup) -> None:  # noqa: PLR0912, PLR0915 - one per option
     import os
 
@@ -127,6 +174,7 @@ def profile(args: argparse.Namespace, setup: bench.Setup) -> None:  # noqa: PLR0
     os.environ.update(setup.env)
     app = create_app(load_settings())
     listen(app)
+    trips = RoundTrips(app)
     # Request log lines are formatted as in production, then dropped.
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler):
@@ -167,6 +215,7 @@ def profile(args: argparse.Namespace, setup: bench.Setup) -> None:  # noqa: PLR0
         # Batches of 100 requests: on a busy machine the quickest batches are the ones
         # least disturbed by other processes, so report the fastest and the median.
         batches: list[tuple[float, float]] = []
+        trips.reset()
         for start in range(0, args.n, 100):
             size = min(100, args.n - start)
             cpu, wall = time.process_time(), time.perf_counter()
@@ -179,9 +228,11 @@ def profile(args: argparse.Namespace, setup: bench.Setup) -> None:  # noqa: PLR0
             raise SystemExit(f"{name}: {status}")
         best = min(batches)
         median = sorted(batches)[len(batches) // 2]
+        statements, round_trips = trips.reset()
         print(
             f"{name:14} {best[0] * 1e6:7.0f} us CPU/request (median {median[0] * 1e6:5.0f}), "
-            f"wall {best[1] * 1e6:6.0f} us  (one core: {1 / best[0]:,.0f} req/s)"
+            f"wall {best[1] * 1e6:6.0f} us  (one core: {1 / best[0]:,.0f} req/s); "
+            f"{statements / args.n:.2f} SQL statements, {round_trips / args.n:.2f} round trips"
         )
         if args.pyinstrument:
             profiler.stop()
