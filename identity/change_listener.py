@@ -46,8 +46,6 @@ class ChangeListener:
     def start(self) -> ChangeListener:
         if self.engine.dialect.name == "postgresql":
             self.feed.engine = self.engine
-            if self.redis_url:
-                self.feed.publisher = _redis_publisher(self.redis_url)
         self.thread.start()
         return self
 
@@ -150,10 +148,13 @@ def _split(payloads: list[str]) -> list[str]:
     return [line for payload in payloads for line in payload.split("\n") if line]
 
 
-def _redis_publisher(url: str) -> Any:
+def redis_publisher(url: str) -> Any:
+    """What ``ChangeFeed.publisher`` calls after a commit when the channel is Redis: set
+    for every process that can commit (serving workers and commands alike)."""
     import redis  # noqa: PLC0415 - only with a Redis channel
 
-    # Short: a commit waits for it (the others catch up by their heartbeat if it fails).
+    # Connected at the first publish. Short timeouts: a commit waits for its publish, and
+    # if one fails the other workers catch up by their heartbeat.
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
 
     def publish(payload: str) -> None:

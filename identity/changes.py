@@ -215,11 +215,19 @@ class ChangeFeed:
                     extra={"event": "changes.publish_failed", "error": type(error).__name__},
                 )
         if self.engine is not None and self.subscribers:
-            connection = self.engine.raw_connection()
             try:
-                self.dispatch(messages, reader(connection))
-            finally:
-                connection.close()
+                connection = self.engine.raw_connection()
+                try:
+                    self.dispatch(messages, reader(connection))
+                finally:
+                    connection.close()
+            except Exception as error:  # noqa: BLE001 - committed already: never fail the answer
+                # Not applied here: stop trusting memory until the listener has reloaded.
+                self.lost()
+                log.warning(
+                    "change not applied",
+                    extra={"event": "changes.apply_failed", "error": type(error).__name__},
+                )
 
     def dispatch(self, messages: list[str], read: Read) -> None:
         with self.lock:

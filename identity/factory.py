@@ -19,7 +19,7 @@ from identity.accounts.views import bp as accounts_bp
 from identity.auth.passkeys import Passkeys
 from identity.auth.recovery import RecoveryCodes
 from identity.auth.totp import TotpService
-from identity.change_listener import ChangeListener
+from identity.change_listener import ChangeListener, redis_publisher
 from identity.changes import ChangeFeed, watch_users
 from identity.database import configure_sqlite, engine_options, ensure_sqlite_folder
 from identity.deliveries import SWEEP_INTERVAL as DELIVERIES_SWEEP
@@ -125,6 +125,8 @@ def build_runtime(settings: Settings) -> Runtime:
     commands."""
     secret_key = settings.resolved_secret_key()
     feed = ChangeFeed()
+    if settings.change_channel_url:
+        feed.publisher = redis_publisher(settings.change_channel_url)
     keys = KeyStore(KeyCipher(secret_key), feed)
     clients = ClientCache(feed)
     rbac = SnapshotCache(feed)

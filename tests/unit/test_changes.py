@@ -108,3 +108,46 @@ def test_changes_committed_here_make_this_process_s_entries_stale_at_once():
     assert feed.generation(changes.CLIENTS) not in (first, 3)
     feed.update({changes.CLIENTS: 4, changes.KEYS: 5})
     assert feed.generation(changes.CLIENTS) == 4
+
+
+def test_a_change_this_process_cannot_apply_marks_its_feed_stale_instead_of_failing():
+    """Applying a committed message here re-reads its row; if that read fails the commit
+    stands, the answer is not failed, and memory is not trusted until the listener reloads."""
+
+    class Broken:
+        def raw_connection(self) -> Any:
+            raise ConnectionError("database gone")
+
+    class Subscriber:
+        def receive(self, messages: list[str], read: Any) -> None:
+            raise AssertionError("not reached")
+
+    feed = changes.ChangeFeed()
+    feed.update({})
+    feed.engine = Broken()  # type: ignore[assignment]
+    feed.subscribe(Subscriber())  # type: ignore[arg-type]
+    feed.committed(["rev jti:x"])
+    assert not feed.fresh
+
+
+def test_with_a_redis_channel_every_process_publishes_its_commits(app_factory):
+    """Commands as well as serving workers: the publisher comes with the runtime."""
+    import redis
+
+    from identity.extensions import db
+    from identity.revocation import remember_revocation
+
+    app = app_factory(change_channel_url="redis://127.0.0.1:6379/0")
+    pubsub = redis.Redis.from_url("redis://127.0.0.1:6379/0").pubsub()
+    pubsub.subscribe(changes.CHANNEL)
+    with app.app_context():
+        remember_revocation(db.session, "jti:published", 60)
+        db.session.commit()
+    deadline = time.monotonic() + 5
+    seen: list[bytes] = []
+    while time.monotonic() < deadline and b"rev jti:published" not in seen:
+        message = pubsub.get_message(timeout=0.5)
+        if message and message["type"] == "message":
+            seen.extend(message["data"].split(b"\n"))
+    pubsub.close()
+    assert b"rev jti:published" in seen
