@@ -74,12 +74,25 @@ class ChangeListener:
             self.feed.update(read_generations(self.engine))
             self._stop.wait(SQLITE_POLL)
 
-    def _listen(self) -> None:
+    def _connect(self) -> Any:
+        """The listener's own autocommit connection (never one of the pool's: a read must
+        not leave a transaction open for the life of the worker, holding locks that a
+        migration would wait for), with TCP keepalives so a dead peer is noticed."""
         import psycopg  # noqa: PLC0415 - only with PostgreSQL; an SQLite install may lack it
 
         url = self.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
-        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as connection:
+        return psycopg.connect(
+            url.render_as_string(hide_password=False),
+            autocommit=True,
+            connect_timeout=10,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+
+    def _listen(self) -> None:
+        with self._connect() as connection:
             connection.execute(f"LISTEN {CHANNEL}")
             read = reader(connection)
             # Loaded after LISTEN: no change can fall between the load and the wait.
@@ -100,8 +113,7 @@ class ChangeListener:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(CHANNEL)
-            database = self.engine.raw_connection()
-            try:
+            with self._connect() as database:
                 read = reader(database)
                 self.feed.resync(read)
                 while not self._stop.is_set():
@@ -109,8 +121,6 @@ class ChangeListener:
                     payloads = self._receive(pubsub)
                     if payloads:
                         self.feed.dispatch(_split(payloads), read)
-            finally:
-                database.close()
         finally:
             pubsub.close()
             client.close()
@@ -140,6 +150,8 @@ class ChangeListener:
 
     def _heartbeat(self, connection: Any) -> None:
         generations = generations_on(connection)
+        if self.feed.needs_resync:  # a commit here could not apply its messages
+            self.feed.resync(reader(connection))
         self.feed.tick(reader(connection))
         self.feed.update(generations)
 

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import Session
 
 from identity.database import upsert
 from identity.models.base import utcnow
@@ -58,6 +58,8 @@ MAX_MESSAGE = 7000  # PostgreSQL's NOTIFY payload limit is 8000 bytes
 # applied to this process's feed by the unit of work) and messages (``MESSAGES``).
 PUBLISHED = "identity.changes.published"
 MESSAGES = "identity.changes.messages"
+# The ``ChangeFeed`` a session's commits report to (set by the unit of work and commands).
+FEED = "identity.changes.feed"
 
 # A DB-API query: SQL with %s placeholders (psycopg) and its parameters, to rows.
 Read = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
@@ -105,11 +107,34 @@ def notify(session: Session, message: str) -> None:
 USER_STATE = ("email", "name", "email_verified_at", "updated_at", "disabled_at")
 
 
-def watch_users(sessions: scoped_session[Any]) -> None:
-    """Send ``user <id>`` whenever a flush of ``sessions`` changes a user's state or claims,
-    or deletes the user, whichever code path did it."""
-    if not event.contains(sessions, "after_flush", _users_flushed):
-        event.listen(sessions, "after_flush", _users_flushed)
+def watch_sessions() -> None:
+    """Hook every SQLAlchemy session of this process, the app's and the commands' alike:
+    a flush that changes a user's state or claims (or deletes the user) sends
+    ``user <id>``, whichever code path did it; at the commit the messages go to the
+    session's feed (``FEED`` in ``Session.info``), which publishes them (Redis) and applies
+    them here; a rollback drops them."""
+    for name, listener in (
+        ("after_flush", _users_flushed),
+        ("after_commit", _committed),
+        ("after_rollback", _rolled_back),
+    ):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
+
+
+def _committed(session: Session) -> None:
+    # SQLAlchemy calls this for a released savepoint too: that is not a commit yet.
+    if session.in_nested_transaction():
+        return
+    messages = session.info.pop(MESSAGES, None)
+    feed = session.info.get(FEED)
+    if messages and feed is not None:
+        feed.committed(messages)
+
+
+def _rolled_back(session: Session) -> None:
+    if not session.in_nested_transaction():  # a savepoint's keep the rest's
+        session.info.pop(MESSAGES, None)
 
 
 def _users_flushed(session: Session, context: Any) -> None:
@@ -170,6 +195,7 @@ class ChangeFeed:
         self.engine: Engine | None = None
         self.publisher: Callable[[str], None] | None = None
         self.lock = threading.Lock()  # subscribers' updates: the listener and committers
+        self.needs_resync = False  # set by ``lost``: the listener reloads at its next beat
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self.subscribers.append(subscriber)
@@ -198,8 +224,10 @@ class ChangeFeed:
         self._synced_at = time.monotonic()
 
     def lost(self) -> None:
-        """The channel broke: stop trusting it now rather than after ``STALE_AFTER``."""
+        """The channel broke, or a change could not be applied here: stop trusting it now
+        rather than after ``STALE_AFTER``, until the listener has reloaded everything."""
         self._synced_at = float("-inf")
+        self.needs_resync = True
 
     def committed(self, messages: list[str]) -> None:
         """A transaction of this process committed with ``messages``: publish them (Redis)
@@ -236,6 +264,7 @@ class ChangeFeed:
 
     def resync(self, read: Read) -> None:
         with self.lock:
+            self.needs_resync = False
             for subscriber in self.subscribers:
                 subscriber.resync(read)
 

@@ -20,7 +20,7 @@ from identity.auth.passkeys import Passkeys
 from identity.auth.recovery import RecoveryCodes
 from identity.auth.totp import TotpService
 from identity.change_listener import ChangeListener, redis_publisher
-from identity.changes import ChangeFeed, watch_users
+from identity.changes import ChangeFeed, watch_sessions
 from identity.database import configure_sqlite, engine_options, ensure_sqlite_folder
 from identity.deliveries import SWEEP_INTERVAL as DELIVERIES_SWEEP
 from identity.errors import register_error_handlers
@@ -253,7 +253,7 @@ def setup_database(app: Flask, settings: Settings) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = settings.sqlalchemy_url
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(settings)
     db.init_app(app)
-    watch_users(db.session)  # every process hears of a disabled user or changed claims
+    watch_sessions()  # every process hears of a disabled user or changed claims
     with app.app_context():
         if settings.is_sqlite:
             configure_sqlite(db.engine)

@@ -27,8 +27,11 @@ from identity.changes import ChangeFeed, Read
 
 REVOKED = "rev"
 USER = "user"
-LOOKBACK = 10.0  # seconds: longer than a transaction that revokes, plus clock skew
-RESYNC_INTERVAL = 300.0
+LOOKBACK = 30.0  # seconds: longer than a transaction that revokes, plus clock skew
+# Everything is read again this often: what a lost message and a writer's clock far off or
+# a transaction longer than LOOKBACK could have hidden from the catch-up stays hidden at most
+# this long (and never from the database path, nor with NOTIFY, whose messages are not lost).
+RESYNC_INTERVAL = 60.0
 PRUNE_INTERVAL = 60.0
 
 
@@ -70,6 +73,9 @@ class RevocationState:
         # erasure ledger's keyed hash: the ledger is all that names them, not by their id.
         self._erased_name = erased_name
         self._erased: frozenset[str] = frozenset()
+        # Users whose row went away (erased, or deleted otherwise) while this process ran:
+        # kept ``horizon`` seconds, across reloads, since no row says they are gone.
+        self._gone: dict[uuid.UUID, float] = {}
         self.horizon = horizon
         self._loaded = False
         self._watermark = 0.0  # the latest revoked_at seen (the writers' clocks)
@@ -88,7 +94,7 @@ class RevocationState:
             return True
         if user_id is None:
             return False
-        if user_id in self._disabled:
+        if user_id in self._disabled or user_id in self._gone:
             return True
         return (
             bool(self._erased)
@@ -117,7 +123,7 @@ class RevocationState:
             )
         )
         self._revoked, self._disabled, self._erased = revoked, disabled, erased
-        self._watermark = max((at for at, _ in revoked.values()), default=time.time())
+        self._watermark = _capped(max((at for at, _ in revoked.values()), default=time.time()))
         self._resynced = time.monotonic()
         self._loaded = True
 
@@ -154,13 +160,16 @@ class RevocationState:
         )
         if rows:
             self._revoked.update(_entries(rows))
-            self._watermark = max(self._watermark, *(_epoch(row[1]) for row in rows))
+            # A writer's clock ahead of ours must not move the catch-up past what others
+            # commit meanwhile: the watermark never runs ahead of this worker's clock.
+            self._watermark = _capped(max(self._watermark, *(_epoch(row[1]) for row in rows)))
         erased = read("SELECT subject_hash FROM erasure_ledger WHERE erased_at > %s", (since,))
         if erased:
             self._erased = self._erased | {row[0] for row in erased}
         if now - self._pruned > PRUNE_INTERVAL:
             wall = time.time()
             self._revoked = {k: v for k, v in self._revoked.items() if v[1] > wall}
+            self._gone = {k: v for k, v in self._gone.items() if v > wall}
             self._pruned = now
             # Erasures older than the horizon are dropped by the next resync.
 
@@ -176,9 +185,16 @@ class RevocationState:
 
     def _reread_users(self, users: set[uuid.UUID], read: Read) -> None:
         rows = read("SELECT id, disabled_at FROM users WHERE id = ANY(%s)", (list(users),))
+        present = {_uuid(user_id) for user_id, _ in rows}
         active = {_uuid(user_id) for user_id, disabled_at in rows if disabled_at is None}
-        # Disabled, or erased (no row): the set is replaced whole.
-        self._disabled = (self._disabled - active) | (users - active)
+        # Replaced whole, never changed in place: checks read them without the lock.
+        self._disabled = (self._disabled - active) | (present - active)
+        until = time.time() + self.horizon
+        self._gone = {**self._gone, **dict.fromkeys(users - present, until)}
+
+
+def _capped(watermark: float) -> float:
+    return min(watermark, time.time())
 
 
 def _entries(rows: list[tuple[Any, ...]]) -> dict[str, tuple[float, float]]:

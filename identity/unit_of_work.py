@@ -15,13 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http import HTTPStatus
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_app_context, has_request_context, request
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction
 
 from identity.audit import ORIGIN, Origin
-from identity.changes import MESSAGES, PUBLISHED
+from identity.changes import FEED, PUBLISHED
 from identity.errors import store_unavailable, store_unavailable_response
 from identity.extensions import db
 from identity.runtime import runtime
@@ -39,27 +39,17 @@ def _record_origin(session: Session, transaction: SessionTransaction) -> None:
         )
 
 
-def _committed(session: Session) -> None:
-    """A transaction committed (a request's or a command's): its change messages go out
-    on a Redis channel, and this process's own states apply them before it answers.
-    SQLAlchemy calls this for a released savepoint too: that is not a commit yet."""
-    if session.in_nested_transaction():
-        return
-    messages = session.info.pop(MESSAGES, None)
-    if messages:
-        runtime().changes.committed(messages)
-
-
-def _rolled_back(session: Session) -> None:
-    if not session.in_nested_transaction():  # a savepoint's keep the rest's
-        session.info.pop(MESSAGES, None)
+def _bind_feed(session: Session, transaction: SessionTransaction) -> None:
+    """The app's sessions report their commits to this app's change feed
+    (identity.changes.watch_sessions)."""
+    if FEED not in session.info and has_app_context():
+        session.info[FEED] = runtime().changes
 
 
 def setup_unit_of_work(app: Flask) -> None:
     for name, listener in (
         ("after_transaction_create", _record_origin),
-        ("after_commit", _committed),
-        ("after_rollback", _rolled_back),
+        ("after_transaction_create", _bind_feed),
     ):
         if not event.contains(db.session, name, listener):
             event.listen(db.session, name, listener)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sqlalchemy.exc import DBAPIError
     from sqlalchemy.orm import Session
 
+    from identity.changes import ChangeFeed
     from identity.runtime import Runtime
     from identity.settings import Settings
 
@@ -178,6 +179,20 @@ def _schema_hint(engine: Engine) -> str:
     return f" (the schema is at revision {current}, the newest is {head}: run `identity init`)"
 
 
+def command_feed(settings: Settings) -> ChangeFeed:
+    """A command's change feed: it publishes what the command commits when the channel is
+    Redis (NOTIFY is sent in the transaction itself); a command holds no state to apply
+    the messages to."""
+    from identity.change_listener import redis_publisher
+    from identity.changes import ChangeFeed, watch_sessions
+
+    watch_sessions()
+    feed = ChangeFeed()
+    if settings.change_channel_url:
+        feed.publisher = redis_publisher(settings.change_channel_url)
+    return feed
+
+
 @contextmanager
 def command(*, schema: bool = True, create: bool = False) -> Iterator[Command]:
     """Settings, engine and session for one command.
@@ -190,6 +205,7 @@ def command(*, schema: bool = True, create: bool = False) -> Iterator[Command]:
     from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.orm import Session
 
+    from identity import changes
     from identity.database import create_command_engine, ensure_sqlite_folder
 
     settings = load()
@@ -205,6 +221,9 @@ def command(*, schema: bool = True, create: bool = False) -> Iterator[Command]:
     try:
         # Not expired at the commit: a command prints what it did after committing it.
         with Session(engine, expire_on_commit=False) as session:
+            # Its changes reach the running servers as a request's do (a revocation, a
+            # disabled user: identity.changes), on a Redis channel too.
+            session.info[changes.FEED] = command_feed(settings)
             if schema:
                 require_schema(engine, settings)
             yield Command(settings, engine, session)

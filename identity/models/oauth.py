@@ -145,7 +145,8 @@ class TokenRevocation(Base):
     __tablename__ = "token_revocations"
 
     key: Mapped[str] = mapped_column(String(120), primary_key=True)
-    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Indexed for the catch-up read of each worker's revocation state.
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 

@@ -60,7 +60,7 @@ class ErasureRecord(Base):
 
     receipt_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     subject_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    erased_at: Mapped[datetime] = mapped_column(default=utcnow)
+    erased_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     requested: Mapped[str] = mapped_column(String(16))  # "self" or "operator"
 
 

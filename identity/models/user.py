@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Uuid, select
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from identity.exceptions import InvalidInput
@@ -16,7 +16,16 @@ from identity.models.rbac import Role, RoleAssignment
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lowercase"),)
+    __table_args__ = (
+        CheckConstraint("email = lower(email)", name="email_lowercase"),
+        # The disabled accounts, which each worker loads (identity.revocation_state).
+        Index(
+            "ix_users_disabled_at",
+            "disabled_at",
+            postgresql_where=text("disabled_at IS NOT NULL"),
+            sqlite_where=text("disabled_at IS NOT NULL"),
+        ),
+    )
 
     # The id is the OIDC ``sub``: random, never reused, never derived from the email.
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_uuid)

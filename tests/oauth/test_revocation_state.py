@@ -414,3 +414,75 @@ def test_the_profile_cache_does_not_keep_a_profile_read_during_an_invalidation(a
     user_id = uuid.uuid4()
     assert cache.get(Session(), user_id) is not None  # type: ignore[arg-type]
     assert user_id not in cache._entries
+
+
+@both_channels
+def test_TOK_19_a_user_a_command_disables_is_refused_everywhere_by_its_message(
+    app, tokens, listening, no_database_reads, channel
+):
+    """Commands use their own sessions (identity.cli.context): their flushes send the same
+    ``user <id>`` message, published to Redis too, so the worker marks the user disabled
+    at once, not only through the revocation row."""
+    from sqlalchemy.orm import Session
+
+    from identity import changes
+    from identity.accounts import management
+    from identity.cli.context import command_feed
+    from identity.extensions import db
+    from identity.models.user import User
+
+    token = fresh_token(tokens)
+    with app.app_context():
+        engine = db.engine
+    with Session(engine) as session:
+        session.info[changes.FEED] = command_feed(listening.settings)
+        user = session.get(User, tokens.user_id)
+        management.set_disabled(session, user, True, access_token_lifetime=3600)
+        session.commit()
+    state = listening.tokens.revocations
+    wait(lambda: tokens.user_id in state._disabled, "the disabled user", timeout=WITHIN)
+    assert check(app, token) is None
+
+
+def test_TOK_19_a_user_whose_row_went_away_stays_refused_after_a_reload(
+    app, tokens, listening, no_database_reads, database_url
+):
+    """No row says a deleted user is gone: the worker keeps what the message told it for as
+    long as a token can live, across its reloads."""
+    from identity.changes import reader
+    from identity.extensions import db
+
+    token = fresh_token(tokens)
+    commit_elsewhere(
+        database_url,
+        f"DELETE FROM users WHERE id = '{tokens.user_id}'",  # noqa: S608 - a UUID
+        f"SELECT pg_notify('identity_changes', 'user {tokens.user_id}')",
+    )
+    wait(lambda: check(app, token) is None, "the deleted user", timeout=WITHIN)
+    with app.app_context():
+        connection = db.engine.raw_connection()
+        try:
+            listening.changes.resync(reader(connection))
+        finally:
+            connection.close()
+    assert check(app, token) is None
+
+
+def test_TOK_19_a_writer_clock_ahead_does_not_blind_the_catch_up(
+    app, tokens, listening, no_database_reads, database_url
+):
+    """A revocation stamped a minute in the future (a host whose clock is ahead) must not
+    move the catch-up past revocations others commit meanwhile without a message."""
+    token = fresh_token(tokens, jti="after-skew")
+    commit_elsewhere(
+        database_url,
+        "INSERT INTO token_revocations (key, revoked_at, expires_at)"
+        " VALUES ('jti:skewed', now() + interval '60 seconds', now() + interval '1 hour')",
+    )
+    time.sleep(1.5)  # a heartbeat reads the skewed row
+    commit_elsewhere(
+        database_url,
+        "INSERT INTO token_revocations (key, revoked_at, expires_at)"
+        " VALUES ('jti:after-skew', now(), now() + interval '1 hour')",
+    )
+    wait(lambda: check(app, token) is None, "the catch-up", timeout=2.5)
