@@ -20,7 +20,7 @@ NOT_SETTINGS = {"IDENTITY_CONFIG", "IDENTITY_TEST_DATABASE_URL", "IDENTITY_REQUI
 QUICK_START = [
     "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/identity init"
     " && .venv/bin/identity serve",
-    "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n 2",
+    "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/pytest -n 4",
 ]
 
 
