@@ -30,6 +30,33 @@ PASSWORD = "correct horse battery staple"
 TEST_DATABASE_URL = os.environ.get("IDENTITY_TEST_DATABASE_URL", "")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgresql`` run in the PostgreSQL pass only: on SQLite what they are
+    about does not exist (the workers read the database for every check), so they would
+    only repeat the PostgreSQL pass's work. Then the long modules go first."""
+    if not TEST_DATABASE_URL.startswith("postgresql"):
+        kept = [item for item in items if item.get_closest_marker("postgresql") is None]
+        if len(kept) != len(items):
+            config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+            items[:] = kept
+    _long_modules_first(items)
+
+
+# Modules that start servers, browsers or many commands take tens of seconds each. xdist
+# (--dist loadscope) hands out whole modules in collection order, so they go first: started
+# last, a few of them kept one or two workers busy long after the others had finished.
+LONG_MODULES = ("tests/integration/", "tests/unit/test_doc_commands.py", "tests/backup/")
+
+
+def _long_modules_first(items: list[pytest.Item]) -> None:
+    def long(item: pytest.Item) -> bool:
+        path = item.nodeid.split("::", 1)[0]
+        return path.startswith(LONG_MODULES) or item.get_closest_marker("slow") is not None
+
+    modules = {item.nodeid.split("::", 1)[0] for item in items if long(item)}
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in modules)  # stable
+
+
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 

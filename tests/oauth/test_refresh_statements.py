@@ -44,7 +44,13 @@ def rotation_statements(app: Any, flow: Any, rp: Any, client: Any, scope: str) -
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert answer.status_code == 200, answer.json
-    return [s for s in statements if not s.startswith(("PRAGMA", "BEGIN"))]
+    # The rotation's own statements: the client may be read again too when its cache entry
+    # expired meanwhile (without a change listener, as here, it is trusted one second).
+    return [
+        s
+        for s in statements
+        if not s.startswith(("PRAGMA", "BEGIN", "SELECT clients", "SELECT client_permissions"))
+    ]
 
 
 def test_an_offline_refresh_is_three_statements(app, flow, rp, client):

@@ -1,11 +1,11 @@
 """The revocation state and UserInfo profiles in a worker's memory (identity.revocation_state,
 identity.oauth.profiles), in one process with its change listener running.
 
-They are used on PostgreSQL only, so this module runs on PostgreSQL whatever database the
-rest of the run uses. Each test checks that while the state is current a token check reads
-no database (``read_rows`` is made to fail), that what this process or another commits is
-honoured at once or within a heartbeat, and that a state not confirmed by its channel is
-not used: checks go back to the database. Two real server processes are in
+They are used on PostgreSQL only, so this module runs on a PostgreSQL database of its own
+in both passes (the SQLite pass measures coverage). Each test checks that while the state is current
+a token check reads no database (``read_rows`` is made to fail), that what this process or
+another commits is honoured at once or within a heartbeat, and that a state not confirmed
+by its channel is not used: checks go back to the database. Two real server processes are in
 tests/integration/test_revocation_channel.py."""
 
 from __future__ import annotations
