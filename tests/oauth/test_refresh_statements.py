@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from tests.oauth.conftest import token_request
+from tests.oauth.conftest import redeem, token_request
 
 pytestmark = pytest.mark.usefixtures("fast_keys")
 
@@ -18,14 +18,7 @@ def rotation_statements(app: Any, flow: Any, rp: Any, client: Any, scope: str) -
     from identity.extensions import db
 
     params, verifier = flow.authorize(rp, scope=scope)
-    tokens = token_request(
-        client,
-        rp,
-        grant_type="authorization_code",
-        code=params["code"],
-        redirect_uri=rp.redirect_uri,
-        code_verifier=verifier,
-    ).json
+    tokens = redeem(client, rp, params["code"], verifier).json
     statements: list[str] = []
 
     def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
