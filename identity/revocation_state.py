@@ -130,17 +130,8 @@ class RevocationState:
     def receive(self, messages: list[str], read: Read) -> None:
         if not self._loaded:
             return  # a command's process, or not loaded yet: the resync reads it all
-        keys: set[str] = set()
-        users: set[uuid.UUID] = set()
-        for message in messages:
-            kind, _, name = message.partition(" ")
-            if kind == REVOKED:
-                keys.add(name)
-            elif kind == USER:
-                try:
-                    users.add(uuid.UUID(name))
-                except ValueError:
-                    continue
+        keys = {name for kind, name in _parsed(messages) if kind == REVOKED}
+        users = user_ids(messages)
         if keys:
             self._reread_revocations(keys, read)
         if users:
@@ -191,6 +182,22 @@ class RevocationState:
         self._disabled = (self._disabled - active) | (present - active)
         until = time.time() + self.horizon
         self._gone = {**self._gone, **dict.fromkeys(users - present, until)}
+
+
+def _parsed(messages: list[str]) -> list[tuple[str, str]]:
+    return [(kind, name) for kind, _, name in (m.partition(" ") for m in messages)]
+
+
+def user_ids(messages: list[str]) -> set[uuid.UUID]:
+    """The users ``user <id>`` messages name (malformed ids ignored)."""
+    found = set()
+    for kind, name in _parsed(messages):
+        if kind == USER:
+            try:
+                found.add(uuid.UUID(name))
+            except ValueError:
+                continue
+    return found
 
 
 def _capped(watermark: float) -> float:

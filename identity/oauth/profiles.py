@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from identity.changes import ChangeFeed, Read
 from identity.models.user import User
-from identity.revocation_state import USER, RevocationState
+from identity.revocation_state import RevocationState, user_ids
 
 TTL = 60.0
 MAX_ENTRIES = 20_000
@@ -88,14 +88,7 @@ class ProfileCache:
             self._entries.clear()
 
     def receive(self, messages: list[str], read: Read) -> None:
-        users = []
-        for message in messages:
-            kind, _, name = message.partition(" ")
-            if kind == USER:
-                try:
-                    users.append(uuid.UUID(name))
-                except ValueError:
-                    continue
+        users = user_ids(messages)
         if users:
             with self._lock:
                 self._epoch += 1
